@@ -1,0 +1,29 @@
+# Two commands: `make run` (the demo) and `make test` (everything CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/gateway.toml
+
+.PHONY: run test lint check-config clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/xcap-gateway serve --config $(CONFIG)
+
+check-config: $(BIN)/.installed
+	$(BIN)/xcap-gateway check-config --config $(CONFIG)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check gateway connectors tests bench
+	$(BIN)/mypy
+
+test: $(BIN)/.installed lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

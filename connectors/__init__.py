@@ -1,0 +1,1 @@
+"""Built-in connectors; each is registered in the `xcap_gateway.connectors` entry-point group."""

@@ -1,0 +1,414 @@
+"""vCard 3.0 / 4.0 cards <-> the normalized Contact, preserving everything we do not map.
+
+A card is kept as its original content lines (folded, with their line endings). Reading
+parses each line with vobject; writing changes only the lines of the properties whose
+values differ and leaves every other line byte for byte as it was, so PHOTO, ADR, X-
+properties, groups and parameters survive a write-back untouched. (Round-tripping a card
+through vobject's objects would not: it drops vCard 4 data: URIs and reorders lines.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from vobject.base import ContentLine, ParseError, backslashEscape, parseLine
+from vobject.icalendar import stringToTextValues
+
+from gateway.model import Contact
+
+_CARD_START = re.compile(r"^BEGIN:VCARD\s*$", re.IGNORECASE)
+_CARD_END = re.compile(r"^END:VCARD\s*$", re.IGNORECASE)
+_FLAGS = {"vip": "vip", "dnd": "dnd"}
+XPROP = "X-XCAP-PROP"
+XENTRY = "X-XCAP-ENTRY-ID"
+
+
+@dataclass(eq=False)  # lines are compared by identity: two may read the same
+class Line:
+    """One content line: `raw` exactly as found (folded, with its line ending)."""
+
+    raw: str
+    name: str = ""
+    params: list[list[str]] = field(default_factory=list)
+    value: str = ""
+    group: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str) -> Line:
+        logical = re.sub(r"\r?\n[ \t]", "", raw).rstrip("\r\n")
+        try:
+            name, params, value, group = parseLine(logical)
+        except ParseError:
+            return cls(raw)
+        return cls(raw, name.upper(), [list(p) for p in params], value, group)
+
+    def param(self, name: str) -> list[str]:
+        values: list[str] = []
+        for param in self.params:
+            if param[0].upper() == name:
+                for value in param[1:]:
+                    values.extend(v.strip() for v in value.split(","))
+        return values
+
+    def types(self) -> set[str]:
+        """TYPE values, plus vCard 2.1-style bare parameters like `TEL;CELL:`."""
+        bare = {p[0].lower() for p in self.params if len(p) == 1 or p[1:] == [None]}
+        return {t.lower() for t in self.param("TYPE")} | bare
+
+    def text(self) -> str:
+        return str(stringToTextValues(self.value, listSeparator=None)[0])
+
+    def components(self, count: int) -> list[str]:
+        parts = [str(p) for p in stringToTextValues(self.value, listSeparator=";")]
+        return (parts + [""] * count)[: max(count, len(parts))]
+
+
+@dataclass
+class Card:
+    lines: list[Line]
+    newline: str = "\r\n"
+
+    @classmethod
+    def parse(cls, text: str) -> Card:
+        newline = "\r\n" if "\r\n" in text else "\n"
+        chunks: list[str] = []
+        for physical in text.splitlines(keepends=True):
+            if chunks and physical[:1] in (" ", "\t"):
+                chunks[-1] += physical
+            else:
+                chunks.append(physical)
+        if chunks and not chunks[-1].endswith(("\n", "\r")):
+            chunks[-1] += newline
+        return cls([Line.parse(chunk) for chunk in chunks], newline)
+
+    @classmethod
+    def new(cls, version: str, uid: str) -> Card:
+        card = cls([], "\r\n")
+        lines = [("BEGIN", "VCARD"), ("VERSION", version), ("UID", uid)]
+        if version == "3.0":
+            lines.append(("N", ";;;;"))  # required in 3.0, even when empty
+        for name, value in [*lines, ("END", "VCARD")]:
+            card.lines.append(card.make_line(name, [], value, None))
+        return card
+
+    def text(self) -> str:
+        return "".join(line.raw for line in self.lines)
+
+    def etag(self) -> str:
+        return hashlib.sha256(self.text().encode()).hexdigest()[:32]
+
+    def first(self, name: str) -> Line | None:
+        return next((line for line in self.lines if line.name == name), None)
+
+    @property
+    def uid(self) -> str:
+        line = self.first("UID")
+        return line.text() if line else ""
+
+    @property
+    def version(self) -> str:
+        line = self.first("VERSION")
+        return line.value.strip() if line else "3.0"
+
+    def make_line(self, name: str, params: list[list[str]], value: str, group: str | None) -> Line:
+        raw = ContentLine(name, params, value, group=group, encoded=True).serialize()
+        raw = raw.replace("\r\n", self.newline)
+        return Line(raw, name, params, value, group)
+
+
+# --- the mapped properties, each read as a list of (line, value) "slots" -------------
+
+Value = str | tuple[str, ...]
+Slots = list[tuple[Line, Value]]
+
+
+def _tel_kind(line: Line) -> str | None:
+    types = line.types()
+    if "cell" in types:
+        return "mobile"
+    if types & {"fax", "pager"}:
+        return None  # not dialable from a phone directory: left alone upstream
+    if "home" in types:
+        return "home"
+    return "business"
+
+
+def _strip_scheme(value: str, scheme: str) -> str:
+    return value[len(scheme) :] if value[: len(scheme)].lower() == scheme else value
+
+
+def _number(line: Line) -> str:
+    return _strip_scheme(line.text().strip(), "tel:")
+
+
+def read_slots(card: Card) -> dict[str, Slots]:
+    slots: dict[str, Slots] = {}
+
+    def add(kind: str, line: Line, value: Value) -> None:
+        slots.setdefault(kind, []).append((line, value))
+
+    for line in card.lines:
+        name = line.name
+        if name in ("FN", "TITLE", "NOTE", "EMAIL", XENTRY):
+            if text := line.text().strip():
+                add(name, line, text)
+        elif name == "N":
+            add(name, line, tuple(line.components(5)))
+        elif name == "ORG":
+            add(name, line, tuple(line.components(1)))
+        elif name == "TEL" and (kind := _tel_kind(line)) and (number := _number(line)):
+            add(kind, line, number)
+        elif (name == "IMPP" and line.value.lower().startswith("sip:")) or name == "X-SIP":
+            add("sip", line, _strip_scheme(line.text().strip(), "sip:"))
+        elif name == "CATEGORIES":
+            for category in stringToTextValues(line.value):
+                if category.strip():
+                    add(name, line, category.strip())
+        elif name == XPROP and (prop := "".join(line.param("X-NAME"))):
+            add(name, line, (prop, line.text()))
+    return slots
+
+
+def card_to_contact(card: Card, source: str, href: str) -> Contact:
+    slots = read_slots(card)
+
+    def values(kind: str) -> list[Value]:
+        return [value for _, value in slots.get(kind, [])]
+
+    def one(kind: str) -> str:
+        found = values(kind)
+        return str(found[0]) if found else ""
+
+    name = values("N")[0] if values("N") else ("", "", "", "", "")
+    org = values("ORG")[0] if values("ORG") else ("",)
+    categories = [str(c) for c in values("CATEGORIES")]
+    flags = {c.lower() for c in categories if c.lower() in _FLAGS}
+    extra = tuple(sorted((str(p[0]), str(p[1])) for p in values(XPROP) if isinstance(p, tuple)))
+    return Contact(
+        uid=card.uid or href,
+        source=source,
+        href=href,
+        etag=card.etag(),
+        display_name=one("FN"),
+        given_name=str(name[1]).strip(),
+        surname=str(name[0]).strip(),
+        profession=one("TITLE"),
+        company=str(org[0]).strip(),
+        comment=one("NOTE"),
+        emails=tuple(str(v) for v in values("EMAIL")),
+        sip=tuple(str(v) for v in values("sip")),
+        mobile=tuple(str(v) for v in values("mobile")),
+        home=tuple(str(v) for v in values("home")),
+        business=tuple(str(v) for v in values("business")),
+        categories=tuple(c for c in categories if c.lower() not in _FLAGS),
+        vip="vip" in flags,
+        dnd="dnd" in flags,
+        extra=extra,
+        entry_id=one(XENTRY),
+    )
+
+
+# --- writing: change only the kinds whose values differ ------------------------------
+
+LineMaker = Callable[[Card, Value, Line | None], Line]
+
+
+def _text_line(name: str) -> LineMaker:
+    def make(card: Card, value: Value, template: Line | None) -> Line:
+        params, group = (template.params, template.group) if template else ([], None)
+        return card.make_line(name, params, backslashEscape(str(value)), group)
+
+    return make
+
+
+def _structured_line(name: str) -> LineMaker:
+    def make(card: Card, value: Value, template: Line | None) -> Line:
+        params, group = (template.params, template.group) if template else ([], None)
+        return card.make_line(name, params, ";".join(backslashEscape(v) for v in value), group)
+
+    return make
+
+
+_NEW_TEL_TYPE = {"mobile": "cell", "home": "home", "business": "work"}
+
+
+def _tel_line(kind: str) -> LineMaker:
+    def make(card: Card, value: Value, template: Line | None) -> Line:
+        number = str(value)
+        if template is None:
+            return card.make_line(
+                "TEL", [["TYPE", _NEW_TEL_TYPE[kind]]], backslashEscape(number), None
+            )
+        if "uri" in {v.lower() for v in template.param("VALUE")}:
+            number = "tel:" + re.sub(r"\s+", "-", number)
+        return card.make_line("TEL", template.params, backslashEscape(number), template.group)
+
+    return make
+
+
+def _sip_line(card: Card, value: Value, template: Line | None) -> Line:
+    address = str(value)
+    if template is not None and template.name == "X-SIP":
+        if template.value.lower().startswith("sip:"):
+            address = "sip:" + address
+        return card.make_line("X-SIP", template.params, backslashEscape(address), template.group)
+    if not address.lower().startswith("sip:"):
+        address = "sip:" + address
+    params, group = (template.params, template.group) if template else ([], None)
+    return card.make_line("IMPP", params, address, group)
+
+
+def _xprop_line(card: Card, value: Value, template: Line | None) -> Line:
+    assert isinstance(value, tuple)
+    prop, text = value
+    return card.make_line(XPROP, [["X-NAME", prop]], backslashEscape(text), None)
+
+
+def _categories_line(card: Card, values: Sequence[Value], template: Line | None) -> Line:
+    params, group = (template.params, template.group) if template else ([], None)
+    return card.make_line(
+        "CATEGORIES", params, ",".join(backslashEscape(str(v)) for v in values), group
+    )
+
+
+_MAKERS: dict[str, LineMaker] = {
+    "FN": _text_line("FN"),
+    "TITLE": _text_line("TITLE"),
+    "NOTE": _text_line("NOTE"),
+    "EMAIL": _text_line("EMAIL"),
+    XENTRY: _text_line(XENTRY),
+    "N": _structured_line("N"),
+    "ORG": _structured_line("ORG"),
+    "sip": _sip_line,
+    "mobile": _tel_line("mobile"),
+    "home": _tel_line("home"),
+    "business": _tel_line("business"),
+    XPROP: _xprop_line,
+}
+
+
+def desired_values(contact: Contact, current: dict[str, Slots]) -> dict[str, list[Value]]:
+    """What each mapped property should hold for `contact`; N and ORG keep the
+    components the model has no field for (prefixes, departments)."""
+    name = list(current["N"][0][1]) if current.get("N") else ["", "", "", "", ""]
+    name[0], name[1] = contact.surname, contact.given_name
+    org = list(current["ORG"][0][1]) if current.get("ORG") else [""]
+    org[0] = contact.company
+    display = (
+        contact.display_name or f"{contact.given_name} {contact.surname}".strip() or contact.company
+    )
+    categories = list(contact.categories) + ["VIP"] * contact.vip + ["DND"] * contact.dnd
+    return {
+        "FN": [display] if display else [v for _, v in current.get("FN", [])[:1]],
+        "N": [tuple(name)] if current.get("N") or any(name) else [],
+        "TITLE": [contact.profession] if contact.profession else [],
+        "NOTE": [contact.comment] if contact.comment else [],
+        "ORG": [tuple(org)] if any(org) else [],
+        "EMAIL": list(contact.emails),
+        "sip": list(contact.sip),
+        "mobile": list(contact.mobile),
+        "home": list(contact.home),
+        "business": list(contact.business),
+        "CATEGORIES": list(categories),
+        XPROP: [tuple(item) for item in contact.extra],
+        XENTRY: [contact.entry_id] if contact.entry_id else [],
+    }
+
+
+def write_contact(card: Card, contact: Contact) -> Card:
+    """`card` changed to hold `contact`'s mapped values; untouched lines stay as they were."""
+    current = read_slots(card)
+    for kind, wanted in desired_values(contact, current).items():
+        slots = current.get(kind, [])
+        if [value for _, value in slots] == wanted:
+            continue
+        if kind == "CATEGORIES":
+            _replace_categories(card, slots, wanted)
+        else:
+            _splice(card, slots, wanted, partial(_MAKERS[kind], card))
+    return card
+
+
+def new_card(contact: Contact, version: str) -> Card:
+    uid = contact.uid or (
+        f"urn:uuid:{uuid.UUID(hex=contact.entry_id)}"
+        if _is_hex32(contact.entry_id)
+        else f"urn:uuid:{uuid.uuid4()}"
+    )
+    return write_contact(Card.new(version, uid), contact)
+
+
+def _is_hex32(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9A-Fa-f]{32}", text))
+
+
+def _splice(
+    card: Card,
+    slots: Slots,
+    wanted: list[Value],
+    make: Callable[[Value, Line | None], Line],
+) -> None:
+    """Keep lines whose value is still wanted, reuse the lines of removed values (and
+    their parameters) for new values, drop what is left, append the rest."""
+    kept = [value for _, value in slots if value in wanted]
+    freed = [line for line, value in slots if value not in wanted]
+    added = [value for value in wanted if value not in kept]
+    for line in freed:
+        index = card.lines.index(line)
+        if added:
+            card.lines[index] = make(added.pop(0), line)
+        else:
+            del card.lines[index]
+    anchor = _insert_at(card, slots)
+    for offset, value in enumerate(added):
+        card.lines.insert(anchor + offset, make(value, None))
+
+
+def _replace_categories(card: Card, slots: Slots, wanted: list[Value]) -> None:
+    lines = list(dict.fromkeys(line for line, _ in slots))
+    template = lines[0] if lines else None
+    for line in lines[1:]:
+        card.lines.remove(line)
+    if template is not None:
+        index = card.lines.index(template)
+        if wanted:
+            card.lines[index] = _categories_line(card, wanted, template)
+        else:
+            del card.lines[index]
+    elif wanted:
+        card.lines.insert(_insert_at(card, []), _categories_line(card, wanted, None))
+
+
+def _insert_at(card: Card, slots: Slots) -> int:
+    present = [card.lines.index(line) for line, _ in slots if line in card.lines]
+    if present:
+        return max(present) + 1
+    for index in range(len(card.lines) - 1, -1, -1):
+        if card.lines[index].name == "END":
+            return index
+    return len(card.lines)
+
+
+def split_cards(text: str) -> list[tuple[bool, str]]:
+    """The file as segments: (True, card text) for each card, (False, text) in between."""
+    segments: list[tuple[bool, str]] = []
+    buffer: list[str] = []
+    inside = False
+    for physical in text.splitlines(keepends=True):
+        if not inside and _CARD_START.match(physical):
+            if buffer:
+                segments.append((False, "".join(buffer)))
+            buffer, inside = [physical], True
+            continue
+        buffer.append(physical)
+        if inside and _CARD_END.match(physical):
+            segments.append((True, "".join(buffer)))
+            buffer, inside = [], False
+    if buffer:
+        segments.append((False, "".join(buffer)))
+    return segments

@@ -1,0 +1,110 @@
+"""The `xcap-gateway` command: serve, check-config, render."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway import __version__, logs
+from gateway.app import create_app
+from gateway.config import Config, ConfigError, load_config, split_address
+from gateway.engine import Engine
+from gateway.model import UserRef
+
+DEFAULT_CONFIG = Path("config/gateway.toml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xcap-gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in (
+        ("serve", "serve the configured documents to phones"),
+        ("check-config", "validate the configuration and list every problem"),
+        ("render", "print the document a user would get"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=DEFAULT_CONFIG,
+            help=f"configuration file (default {DEFAULT_CONFIG})",
+        )
+        command.add_argument(
+            "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        )
+        if name == "render":
+            command.add_argument("--document", required=True, help="a [documents.NAME] key")
+            command.add_argument(
+                "--user", required=True, help="the xui, e.g. sip:alice@example.com"
+            )
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
+    logs.setup(args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(
+            f"{args.config}: OK ({len(config.sources)} sources, {len(config.documents)} documents)"
+        )
+        return 0
+    if args.command == "render":
+        return asyncio.run(_render(config, args.document, args.user))
+    return asyncio.run(_serve(config))
+
+
+async def _render(config: Config, document: str, xui: str) -> int:
+    if document not in config.documents:
+        known = ", ".join(config.documents) or "none"
+        print(f"no [documents.{document}] in {config.path} (known: {known})", file=sys.stderr)
+        return 2
+    engine = Engine(config)
+    try:
+        user = UserRef.parse(xui)
+        states = await engine.composer.states(config.documents[document], user)
+        if failed := [s for s in states if not s.has_data]:
+            for state in failed:
+                print(f"source {state.name}: {state.last_error}", file=sys.stderr)
+            return 1
+        sys.stdout.buffer.write((await engine.document(document, user)).body)
+        return 0
+    finally:
+        await engine.stop()
+
+
+async def _serve(config: Config) -> int:
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    tls = _tls_context(config)
+    for address in config.server.listen:
+        host, port = split_address(address)
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        logs.event("listening", address=address, tls=tls is not None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logs.event("stopping")
+    await runner.cleanup()
+    return 0
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    if config.server.tls_cert is None or config.server.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+    return context

@@ -1,0 +1,103 @@
+"""(user, document) -> the entries a phone gets, rendered once per change of the inputs."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.config import DocumentConfig
+from gateway.entry import Entry, contact_to_entry
+from gateway.logs import event
+from gateway.model import UserRef
+from gateway.sync import Sources, SourceState
+from gateway.xcap import counterpath
+
+
+@dataclass(frozen=True)
+class Origin:
+    source: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A composed document: its entries by entry_id, where each came from, and its bytes."""
+
+    entries: Mapping[str, Entry]
+    origins: Mapping[str, Origin]
+    body: bytes
+    gzipped: bytes
+    etag: str
+    inputs: tuple[tuple[int, int], ...]
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def render_entries(entries: Mapping[str, Entry]) -> bytes:
+    """Deterministic order: display name without regard to case, then entry_id."""
+    ordered = sorted(entries.values(), key=lambda e: (e.display_name.casefold(), e.entry_id))
+    return counterpath.render(ordered)
+
+
+class Composer:
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+        self._cache: dict[tuple[str, str], Rendered] = {}
+
+    async def states(self, document: DocumentConfig, user: UserRef) -> list[SourceState]:
+        return [
+            await self.sources.ready(self.sources.state(name, user)) for name in document.sources
+        ]
+
+    async def document(self, key: str, document: DocumentConfig, user: UserRef) -> Rendered:
+        """The rendered document for `user`; re-rendered only when a source changed."""
+        states = await self.states(document, user)
+        inputs = tuple((id(state), state.version) for state in states)
+        per_user = any(self.sources.is_per_user(name) for name in document.sources)
+        cache_key = (key, user.xui if per_user else "")
+        cached = self._cache.get(cache_key)
+        if cached is not None and cached.inputs == inputs:
+            return cached
+        rendered = self._compose(key, document, states, inputs, user)
+        self._cache[cache_key] = rendered
+        return rendered
+
+    def _compose(
+        self,
+        key: str,
+        document: DocumentConfig,
+        states: list[SourceState],
+        inputs: tuple[tuple[int, int], ...],
+        user: UserRef,
+    ) -> Rendered:
+        entries: dict[str, Entry] = {}
+        origins: dict[str, Origin] = {}
+        left_out = 0
+        # Sources in priority order: when the cap bites, the first sources win.
+        for state in states:
+            for contact in sorted(state.contacts.values(), key=lambda c: c.href):
+                entry = contact_to_entry(contact, state.config.category)
+                if entry.entry_id in entries:
+                    continue
+                if len(entries) >= document.max_entries:
+                    left_out += 1
+                    continue
+                entries[entry.entry_id] = entry
+                origins[entry.entry_id] = Origin(state.name, contact.href)
+        if left_out:
+            event(
+                "document_capped",
+                logging.WARNING,
+                document=key,
+                user=user.xui or None,
+                served=len(entries),
+                left_out=left_out,
+                max_entries=document.max_entries,
+            )
+        body = render_entries(entries)
+        return Rendered(entries, origins, body, gzip.compress(body, mtime=0), etag_of(body), inputs)

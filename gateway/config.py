@@ -1,0 +1,304 @@
+"""The configuration file: loading, `${VAR}` and `password_file` expansion, validation.
+
+Every problem is reported with the file, the table and the key, all at once, so an
+administrator fixes a broken file in one pass.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.config_types import ConfigPath, Duration
+from gateway.connector import (
+    Connector,
+    ConnectorSettings,
+    UnknownConnectorType,
+    load_connector_class,
+)
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: Path
+    table: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"[{self.table}]" if self.table else "(top level)"
+        key = f" {self.key}" if self.key else ""
+        return f"{self.file}: {where}{key}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    listen: list[str] = ["127.0.0.1:8080"]
+    xcap_root: str = ""
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+    state_dir: ConfigPath = Path("var")
+    max_body_size: int = Field(default=4 * 1024 * 1024, gt=0)
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('give at least one address, like "127.0.0.1:8080"')
+        for address in value:
+            split_address(address)
+        return value
+
+    @field_validator("xcap_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return "/" + value.strip("/") if value.strip("/") else ""
+
+
+class AuthConfig(_Strict):
+    mode: Literal["none", "digest", "basic"] = "none"
+    realm: str = "xcap"
+    users_file: ConfigPath | None = None
+    match: Literal["user", "xui"] = "user"
+
+
+class SourceConfig(_Strict):
+    """The keys every source has; the connector's own keys are in `settings`."""
+
+    type: str
+    interval: Duration = 900.0
+    read_only: bool = False
+    allow_delete: bool | None = None
+    category: str | None = None
+    settings: ConnectorSettings = ConnectorSettings()
+    # Unsubscripted: pydantic cannot validate type[Connector[Any]].
+    connector_class: builtins.type[Connector]  # type: ignore[type-arg]
+
+    @property
+    def deletes_allowed(self) -> bool:
+        if self.read_only:
+            return False
+        if self.allow_delete is None:
+            return self.connector_class.default_allow_delete
+        return self.allow_delete
+
+
+class DocumentConfig(_Strict):
+    auid: str = ""
+    name: str
+    sources: list[str] = Field(min_length=1)
+    write_to: str | None = None
+    max_entries: int = Field(default=1000, gt=0)
+
+    @field_validator("auid")
+    @classmethod
+    def _auid(cls, value: str) -> str:
+        if value and not _NAME.match(value):
+            raise ValueError("an AUID is one path segment of letters, digits, '.', '_', '-'")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError('a document name is one path segment like "tbook.xml"')
+        return value
+
+
+class Config(_Strict):
+    path: Path
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    sources: dict[str, SourceConfig] = {}
+    documents: dict[str, DocumentConfig] = {}
+
+    def document_at(self, auid: str, name: str) -> tuple[str, DocumentConfig] | None:
+        for key, document in self.documents.items():
+            if document.auid == auid and document.name == name:
+                return key, document
+        return None
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("127.0.0.1", 8080) from "127.0.0.1:8080"; IPv6 as "[::1]:8080"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f'{address!r} is not host:port, like "127.0.0.1:8080"')
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([Problem(path, "", "", f"cannot read: {exc.strerror}")]) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(path, "", "", f"not valid TOML: {exc}")]) from exc
+
+    problems: list[Problem] = []
+    data = _expand(raw, (), path, problems)
+    context = {"base_dir": path.parent.resolve()}
+    sources_raw = data.pop("sources", {}) if isinstance(data, dict) else {}
+    sources = _load_sources(sources_raw, path, context, problems)
+    config: Config | None = None
+    try:
+        config = Config.model_validate({**data, "path": path, "sources": {}}, context=context)
+    except ValidationError as exc:
+        problems.extend(_problems(path, (), exc))
+    if config is not None:
+        config = config.model_copy(update={"sources": sources})
+        problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _load_sources(
+    raw: Any, path: Path, context: dict[str, Any], problems: list[Problem]
+) -> dict[str, SourceConfig]:
+    if not isinstance(raw, dict):
+        problems.append(Problem(path, "sources", "", "must be a table of [sources.NAME] tables"))
+        return {}
+    common = set(SourceConfig.model_fields) - {"settings", "connector_class"}
+    sources: dict[str, SourceConfig] = {}
+    for name, table in raw.items():
+        loc = ("sources", name)
+        if not isinstance(table, dict):
+            problems.append(Problem(path, "sources", name, "must be a table"))
+            continue
+        if "type" not in table:
+            problems.append(Problem(path, f"sources.{name}", "type", 'missing (e.g. "vcard-dir")'))
+            continue
+        try:
+            cls = load_connector_class(str(table["type"]))
+        except UnknownConnectorType as exc:
+            problems.append(Problem(path, f"sources.{name}", "type", str(exc)))
+            continue
+        try:
+            settings = cls.settings_model.model_validate(
+                {k: v for k, v in table.items() if k not in common}, context=context
+            )
+            sources[name] = SourceConfig.model_validate(
+                {
+                    **{k: v for k, v in table.items() if k in common},
+                    "settings": settings,
+                    "connector_class": cls,
+                },
+                context=context,
+            )
+        except ValidationError as exc:
+            problems.extend(_problems(path, loc, exc))
+    return sources
+
+
+def _cross_checks(config: Config) -> Iterator[Problem]:
+    path = config.path
+    seen: dict[tuple[str, str], str] = {}
+    for key, document in config.documents.items():
+        table = f"documents.{key}"
+        for source in document.sources:
+            if source not in config.sources:
+                yield Problem(path, table, "sources", f"no [sources.{source}] is configured")
+        if document.write_to is not None:
+            if document.write_to not in document.sources:
+                yield Problem(path, table, "write_to", "must be one of this document's sources")
+            elif (target := config.sources.get(document.write_to)) and target.read_only:
+                yield Problem(path, table, "write_to", f"source {document.write_to!r} is read_only")
+        place = (document.auid, document.name)
+        if place in seen:
+            yield Problem(path, table, "name", f"same auid and name as [documents.{seen[place]}]")
+        seen[place] = key
+    server = config.server
+    if (server.tls_cert is None) != (server.tls_key is None):
+        yield Problem(path, "server", "tls_key", "tls_cert and tls_key go together")
+    for key in ("tls_cert", "tls_key"):
+        file = getattr(server, key)
+        if file is not None and not file.is_file():
+            yield Problem(path, "server", key, f"no such file: {file}")
+    if config.auth.mode != "none":
+        yield Problem(
+            path,
+            "auth",
+            "mode",
+            f'{config.auth.mode!r} is not available in this version; use "none" behind a '
+            "trusted network or a reverse proxy that authenticates",
+        )
+
+
+def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> Iterator[Problem]:
+    for error in exc.errors():
+        loc = prefix + tuple(str(part) for part in error["loc"] if part != "settings")
+        # A list index is part of the key ("listen.1"), a table is everything before.
+        tables = [part for part in loc if not part.isdigit()]
+        table, key = ".".join(tables[:-1]), tables[-1] if tables else ""
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and the table it is in)"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        yield Problem(path, table, key, message)
+
+
+def _expand(value: Any, loc: tuple[str, ...], path: Path, problems: list[Problem]) -> Any:
+    """`${VAR}` from the environment in every string; `password_file` into `password`."""
+    if isinstance(value, str):
+
+        def env(match: re.Match[str]) -> str:
+            if match[1] not in os.environ:
+                table, key = ".".join(loc[:-1]), loc[-1] if loc else ""
+                problems.append(
+                    Problem(path, table, key, f"environment variable {match[1]} is not set")
+                )
+                return ""
+            return os.environ[match[1]]
+
+        return _ENV_REF.sub(env, value)
+    if isinstance(value, list):
+        return [_expand(item, loc, path, problems) for item in value]
+    if not isinstance(value, dict):
+        return value
+    table = {key: _expand(item, (*loc, key), path, problems) for key, item in value.items()}
+    if "password_file" in table:
+        where = ".".join(loc)
+        if "password" in table:
+            problems.append(
+                Problem(path, where, "password_file", "give password or password_file, not both")
+            )
+        secret_path = Path(str(table.pop("password_file")))
+        if not secret_path.is_absolute():
+            secret_path = path.parent / secret_path
+        try:
+            table["password"] = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            problems.append(
+                Problem(path, where, "password_file", f"cannot read {secret_path}: {exc.strerror}")
+            )
+    return table

@@ -1,0 +1,192 @@
+"""The connector interface: what every source type implements, and how types are found.
+
+Connectors do I/O and mapping only. Scheduling, merging, conflict policy and the
+`read_only` / `allow_delete` settings are enforced by the engine, never here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.config_types import ConfigPath, Duration
+from gateway.model import Contact, UserRef
+
+__all__ = [
+    "AlreadyExists",
+    "Capabilities",
+    "ConfigPath",
+    "Connector",
+    "ConnectorError",
+    "ConnectorSettings",
+    "Duration",
+    "NotFound",
+    "ReadOnly",
+    "Unavailable",
+    "WrongEtag",
+    "load_connector_class",
+]
+
+ENTRY_POINT_GROUP = "xcap_gateway.connectors"
+_TEMPLATE = re.compile(r"\{(user|domain|xui)\}")
+
+
+class ConnectorError(Exception):
+    """Base of the typed errors a connector raises; the message is safe to log."""
+
+
+class NotFound(ConnectorError):
+    """The href does not exist upstream (any more)."""
+
+
+class AlreadyExists(ConnectorError):
+    """A create found the object already there (a retried create, or a clash)."""
+
+
+class WrongEtag(ConnectorError):
+    """The upstream object changed since the ETag given: re-read and merge again."""
+
+
+class ReadOnly(ConnectorError):
+    """The upstream refuses writes (permissions, or a connector that cannot write)."""
+
+
+class Unavailable(ConnectorError):
+    """The upstream cannot be reached or answered badly; worth retrying later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    read_only: bool = False
+    can_delete: bool = True
+    incremental: bool = False
+
+
+class ConnectorSettings(BaseModel):
+    """Base of each connector's own keys in its `[sources.NAME]` table; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SettingsT = TypeVar("SettingsT", bound=ConnectorSettings)
+
+
+class Connector(ABC, Generic[SettingsT]):
+    """One configured source instance. Subclasses set `settings_model`.
+
+    A per-user source (one whose settings use {user}, {domain} or {xui}) gets one
+    instance per user, built from `settings_for_user`.
+    """
+
+    settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    #: The default of `allow_delete` for sources of this type.
+    default_allow_delete: ClassVar[bool] = True
+
+    def __init__(self, source: str, settings: SettingsT, user: UserRef | None = None) -> None:
+        self.source = source
+        self.settings = settings
+        #: Set for the instance of a per-user source that serves this user.
+        self.user = user
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    @classmethod
+    def settings_for_user(cls, settings: SettingsT, values: Mapping[str, str]) -> SettingsT:
+        """Settings with {user}, {domain}, {xui} filled in. Connectors that put the
+        values into a query language (LDAP filters, URLs) override this to escape them."""
+        data = settings.model_dump()
+        return settings.model_validate(
+            _substitute(data, lambda text: _TEMPLATE.sub(lambda m: values[m[1]], text))
+        )
+
+    @classmethod
+    def is_per_user(cls, settings: ConnectorSettings) -> bool:
+        found = False
+
+        def probe(text: str) -> str:
+            nonlocal found
+            found = found or bool(_TEMPLATE.search(text))
+            return text
+
+        _substitute(settings.model_dump(), probe)
+        return found
+
+    @abstractmethod
+    def list(self) -> AsyncIterator[tuple[str, str]]:
+        """Yield (href, etag) of every contact upstream. Raises Unavailable."""
+
+    @abstractmethod
+    async def get(self, href: str) -> Contact:
+        """The contact at href, with its current etag. Raises NotFound, Unavailable."""
+
+    async def get_many(self, hrefs: Iterable[str]) -> builtins.list[Contact]:
+        """The contacts at hrefs; those that vanished meanwhile are left out."""
+        results = await asyncio.gather(*(self.get(href) for href in hrefs), return_exceptions=True)
+        contacts: builtins.list[Contact] = []
+        for result in results:
+            if isinstance(result, NotFound):
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            contacts.append(result)
+        return contacts
+
+    @abstractmethod
+    async def create(self, contact: Contact) -> Contact:
+        """Store a new contact; return it with href and etag set.
+        Raises AlreadyExists (same entry_id already stored), ReadOnly, Unavailable."""
+
+    @abstractmethod
+    async def update(self, href: str, contact: Contact, etag: str) -> Contact:
+        """Change only the mapped fields of the object at href, if it still has etag;
+        return the stored contact with its new etag.
+        Raises NotFound, WrongEtag, ReadOnly, Unavailable."""
+
+    @abstractmethod
+    async def delete(self, href: str, etag: str) -> None:
+        """Remove the object at href if it still has etag.
+        Raises NotFound, WrongEtag, ReadOnly, Unavailable."""
+
+    async def close(self) -> None:
+        """Release connections; the instance is not used afterwards."""
+
+
+def _substitute(value: Any, change: Any) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [_substitute(item, change) for item in value]
+    if isinstance(value, dict):
+        return {key: _substitute(item, change) for key, item in value.items()}
+    return value
+
+
+class UnknownConnectorType(LookupError):
+    pass
+
+
+def available_connector_types() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load_connector_class(type_name: str) -> type[Connector[Any]]:
+    """The connector class registered under `type_name` in the entry-point group."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=type_name):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise UnknownConnectorType(
+                f"entry point {ep.value!r} for type {type_name!r} is not a Connector"
+            )
+        return cls
+    known = ", ".join(available_connector_types()) or "none installed"
+    raise UnknownConnectorType(f"unknown source type {type_name!r} (known: {known})")

@@ -1,0 +1,98 @@
+"""The normalized contact: a frozen value shared by every connector and the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+
+#: The phone number kinds of the counterpath dialect, in rendering order.
+NUMBER_KINDS: tuple[str, ...] = ("sip", "mobile", "home", "business")
+
+#: Category values Snom and Bria phones understand for `category`.
+KNOWN_CATEGORIES: tuple[str, ...] = ("friend", "family", "work", "colleague")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One person or address-book card, as every source sees it.
+
+    `uid` is the stable upstream identity (LDAP entryUUID, vCard UID, else the href);
+    `href` and `etag` address the upstream object for conditional writes.
+    `extra` keeps properties a phone sent that no upstream field maps, so nothing is lost.
+    `entry_id` is set only for contacts created on a phone: they keep the phone's id.
+    """
+
+    uid: str
+    source: str = ""
+    href: str = ""
+    etag: str = ""
+    display_name: str = ""
+    given_name: str = ""
+    surname: str = ""
+    profession: str = ""
+    company: str = ""
+    comment: str = ""
+    emails: tuple[str, ...] = ()
+    sip: tuple[str, ...] = ()
+    mobile: tuple[str, ...] = ()
+    home: tuple[str, ...] = ()
+    business: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    vip: bool = False
+    dnd: bool = False
+    extra: tuple[tuple[str, str], ...] = ()
+    entry_id: str = ""
+
+    def numbers(self, kind: str) -> tuple[str, ...]:
+        """The numbers of one of NUMBER_KINDS."""
+        value: tuple[str, ...] = getattr(self, kind)
+        return value
+
+    def replace(self, **changes: object) -> Contact:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def same_content(self, other: Contact) -> bool:
+        """Equal in everything a phone can see or change (identity and upstream ETag aside)."""
+        ignore = {"source", "href", "etag", "uid"}
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ignore
+        )
+
+
+def entry_id_for(source: str, uid: str) -> str:
+    """The stable 32 upper-case hex entry_id of a contact from `source` with `uid`."""
+    digest = hashlib.sha256(f"{source}\x00{uid}".encode()).hexdigest()
+    return digest[:32].upper()
+
+
+def effective_entry_id(contact: Contact) -> str:
+    return contact.entry_id or entry_id_for(contact.source, contact.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """Whose document is asked for: the xui from the URL, split for templates."""
+
+    xui: str  # without the "sip:" scheme, e.g. "alice@example.com"
+
+    @property
+    def user(self) -> str:
+        return self.xui.split("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.xui.split("@", 1)[1] if "@" in self.xui else ""
+
+    @classmethod
+    def parse(cls, raw: str) -> UserRef:
+        """Accept `sip:alice@example.com` or `alice@example.com` (any case of the scheme)."""
+        text = raw.strip()
+        if text[:4].lower() == "sip:":
+            text = text[4:]
+        return cls(text)
+
+    def template_values(self) -> dict[str, str]:
+        return {"user": self.user, "domain": self.domain, "xui": self.xui}

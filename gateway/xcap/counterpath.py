@@ -1,0 +1,95 @@
+"""The counterpath dialect of resource-lists that Snom phones and Bria read and write.
+
+Rendering is deterministic: the same entries always give the same bytes. Parsing is strict
+about well-formedness and structure, lenient about content: unknown props and category
+values are kept, empty values are dropped, extra numbers may come in any order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from lxml import etree
+
+from gateway.entry import FIELD_ORDER, NUMBER_FIELDS, Entry, FieldValue
+from gateway.xcap.errors import schema_violation
+from gateway.xcap.xml import parse_document
+
+RL_NS = "urn:ietf:params:xml:ns:resource-lists"
+CP_NS = "counterpath:properties"
+MIME_TYPE = "application/resource-lists+xml"
+LIST_NAME = "Contact List"
+
+_RL = f"{{{RL_NS}}}"
+_CP = f"{{{CP_NS}}}"
+_NUMBERED = re.compile(r"^(?P<base>[a-z_]+)#(?P<n>\d+)$")
+_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def render(entries: Iterable[Entry]) -> bytes:
+    """The whole document, in the layout of the vendor's example."""
+    root = etree.Element(
+        f"{_RL}resource-lists",
+        nsmap={None: RL_NS, "cp": CP_NS},  # type: ignore[dict-item]
+    )
+    contact_list = etree.SubElement(root, f"{_RL}list", name=LIST_NAME)
+    for entry in entries:
+        element = etree.SubElement(contact_list, f"{_RL}entry")
+        etree.SubElement(element, f"{_RL}display-name").text = entry.display_name
+        for name, value in _props(entry):
+            etree.SubElement(element, f"{_CP}prop", name=name, value=value)
+    return _DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
+
+
+def _props(entry: Entry) -> Iterable[tuple[str, str]]:
+    yield "entry_id", entry.entry_id
+    ordered = [name for name in FIELD_ORDER if name in entry.fields]
+    ordered += sorted(set(entry.fields) - set(FIELD_ORDER))
+    for name in ordered:
+        value = entry.fields[name]
+        if isinstance(value, tuple):
+            for index, number in enumerate(value):
+                yield (f"{name}#{index}" if index else name), number
+        else:
+            yield name, value
+
+
+def parse(body: bytes) -> list[Entry]:
+    """Entries of a document a phone sent, in document order (entry_id "" where absent).
+    Raises XcapConflict for a body that is not a resource-lists document."""
+    root = parse_document(body)
+    if root.tag != f"{_RL}resource-lists":
+        raise schema_violation(f'the root element must be <resource-lists xmlns="{RL_NS}">')
+    return [_parse_entry(element) for element in root.iter(f"{_RL}entry")]
+
+
+def _parse_entry(element: etree._Element) -> Entry:
+    display_name = ""
+    entry_id = ""
+    plain: dict[str, str] = {}
+    numbers: dict[str, list[tuple[int, str]]] = {}
+    for child in element:
+        if child.tag == f"{_RL}display-name":
+            display_name = (child.text or "").strip()
+            continue
+        if child.tag != f"{_CP}prop":
+            continue
+        name = child.get("name")
+        if not name:
+            raise schema_violation("every <cp:prop> needs a name attribute")
+        value = (child.get("value") or "").strip()
+        if not value:
+            continue
+        if name == "entry_id":
+            entry_id = entry_id or value
+        elif name in NUMBER_FIELDS:
+            numbers.setdefault(name, []).append((0, value))
+        elif (match := _NUMBERED.match(name)) and match["base"] in NUMBER_FIELDS:
+            numbers.setdefault(match["base"], []).append((int(match["n"]), value))
+        else:
+            plain.setdefault(name, value)
+    fields: dict[str, FieldValue] = dict(plain)
+    for name, values in numbers.items():
+        fields[name] = tuple(value for _, value in sorted(values, key=lambda item: item[0]))
+    return Entry(entry_id, display_name, fields)
