@@ -44,6 +44,15 @@ def render_entries(entries: Mapping[str, Entry]) -> bytes:
     return counterpath.render(ordered)
 
 
+class NotReady(Exception):
+    """A source of the document has no data yet: serving without it would show phones
+    a shortened list, and diffing a PUT against it would duplicate its contacts."""
+
+    def __init__(self, sources: list[str]) -> None:
+        super().__init__(f"no data yet from source {', '.join(sources)}")
+        self.sources = sources
+
+
 class Composer:
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
@@ -57,6 +66,8 @@ class Composer:
     async def document(self, key: str, document: DocumentConfig, user: UserRef) -> Rendered:
         """The rendered document for `user`; re-rendered only when a source changed."""
         states = await self.states(document, user)
+        if missing := [state.name for state in states if not state.has_data]:
+            raise NotReady(missing)
         inputs = tuple((id(state), state.version) for state in states)
         per_user = any(self.sources.is_per_user(name) for name in document.sources)
         cache_key = (key, user.xui if per_user else "")

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,6 +27,7 @@ from gateway.connector import (
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -166,35 +167,66 @@ def load_config(path: Path | str) -> Config:
     problems: list[Problem] = []
     data = _expand(raw, (), path, problems)
     context = {"base_dir": path.parent.resolve()}
-    sources_raw = data.pop("sources", {}) if isinstance(data, dict) else {}
-    sources = _load_sources(sources_raw, path, context, problems)
-    config: Config | None = None
-    try:
-        config = Config.model_validate({**data, "path": path, "sources": {}}, context=context)
-    except ValidationError as exc:
-        problems.extend(_problems(path, (), exc))
-    if config is not None:
-        config = config.model_copy(update={"sources": sources})
-        problems.extend(_cross_checks(config))
+    for key in data.keys() - {"server", "auth", "sources", "documents"}:
+        problems.append(Problem(path, "", key, "unknown table or key"))
+    # Each table is validated on its own, so one bad table does not hide the others.
+    server = _validate(ServerConfig, data.get("server", {}), ("server",), path, context, problems)
+    auth = _validate(AuthConfig, data.get("auth", {}), ("auth",), path, context, problems)
+    sources = _load_sources(data.get("sources", {}), path, context, problems)
+    documents: dict[str, DocumentConfig] = {}
+    for name, table in _tables(data.get("documents", {}), "documents", path, problems):
+        loc = ("documents", name)
+        if (document := _validate(DocumentConfig, table, loc, path, context, problems)) is not None:
+            documents[name] = document
+    config = Config.model_construct(
+        path=path,
+        server=server or ServerConfig(),
+        auth=auth or AuthConfig(),
+        sources=sources,
+        documents=documents,
+    )
+    declared = set(data["sources"]) if isinstance(data.get("sources"), dict) else set()
+    problems.extend(_cross_checks(config, declared))
     if problems:
         raise ConfigError(problems)
-    assert config is not None
     return config
+
+
+def _validate(
+    model: builtins.type[ModelT],
+    data: Any,
+    loc: tuple[str, ...],
+    path: Path,
+    context: dict[str, Any],
+    problems: list[Problem],
+) -> ModelT | None:
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems.extend(_problems(path, loc, exc))
+        return None
+
+
+def _tables(
+    raw: Any, name: str, path: Path, problems: list[Problem]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    if not isinstance(raw, dict):
+        problems.append(Problem(path, "", name, f"must be a table of [{name}.NAME] tables"))
+        return
+    for key, table in raw.items():
+        if isinstance(table, dict):
+            yield key, table
+        else:
+            problems.append(Problem(path, name, key, f"must be a [{name}.{key}] table"))
 
 
 def _load_sources(
     raw: Any, path: Path, context: dict[str, Any], problems: list[Problem]
 ) -> dict[str, SourceConfig]:
-    if not isinstance(raw, dict):
-        problems.append(Problem(path, "sources", "", "must be a table of [sources.NAME] tables"))
-        return {}
     common = set(SourceConfig.model_fields) - {"settings", "connector_class"}
     sources: dict[str, SourceConfig] = {}
-    for name, table in raw.items():
+    for name, table in _tables(raw, "sources", path, problems):
         loc = ("sources", name)
-        if not isinstance(table, dict):
-            problems.append(Problem(path, "sources", name, "must be a table"))
-            continue
         if "type" not in table:
             problems.append(Problem(path, f"sources.{name}", "type", 'missing (e.g. "vcard-dir")'))
             continue
@@ -203,30 +235,39 @@ def _load_sources(
         except UnknownConnectorType as exc:
             problems.append(Problem(path, f"sources.{name}", "type", str(exc)))
             continue
+        # Both halves are validated even when one fails, so every problem shows at once.
+        settings: ConnectorSettings | None = None
         try:
             settings = cls.settings_model.model_validate(
                 {k: v for k, v in table.items() if k not in common}, context=context
             )
-            sources[name] = SourceConfig.model_validate(
+        except ValidationError as exc:
+            problems.extend(_problems(path, loc, exc))
+        try:
+            source = SourceConfig.model_validate(
                 {
                     **{k: v for k, v in table.items() if k in common},
-                    "settings": settings,
+                    "settings": settings or ConnectorSettings(),
                     "connector_class": cls,
                 },
                 context=context,
             )
         except ValidationError as exc:
             problems.extend(_problems(path, loc, exc))
+            continue
+        if settings is not None:
+            sources[name] = source
     return sources
 
 
-def _cross_checks(config: Config) -> Iterator[Problem]:
+def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Problem]:
+    """Checks across tables. A source declared but invalid was reported already."""
     path = config.path
     seen: dict[tuple[str, str], str] = {}
     for key, document in config.documents.items():
         table = f"documents.{key}"
         for source in document.sources:
-            if source not in config.sources:
+            if source not in declared_sources:
                 yield Problem(path, table, "sources", f"no [sources.{source}] is configured")
         if document.write_to is not None:
             if document.write_to not in document.sources:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import PurePath
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -164,6 +165,8 @@ class Connector(ABC, Generic[SettingsT]):
 def _substitute(value: Any, change: Any) -> Any:
     if isinstance(value, str):
         return change(value)
+    if isinstance(value, PurePath):
+        return type(value)(change(str(value)))
     if isinstance(value, list):
         return [_substitute(item, change) for item in value]
     if isinstance(value, dict):

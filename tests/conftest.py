@@ -35,7 +35,11 @@ def make_config(tmp_path: Path, contacts_dir: Path) -> ConfigFactory:
     appended TOML, `source` replaces keys of [sources.demo]."""
 
     def make(
-        source: str = "", extra: str = "", document: str = "", write_to: str | None = "demo"
+        source: str = "",
+        extra: str = "",
+        document: str = "",
+        write_to: str | None = "demo",
+        sources: str = '["demo"]',
     ) -> Config:
         write = f'write_to = "{write_to}"' if write_to else ""
         text = f"""
@@ -51,7 +55,7 @@ category = "work"
 
 [documents.tbook]
 name = "tbook.xml"
-sources = ["demo"]
+sources = {sources}
 {write}
 {document}
 {extra}

@@ -250,3 +250,16 @@ async def test_read_only_source_ignores_edits_and_the_phone_refetches(
     assert response.headers["ETag"] != merged_etag
     refetch = await client.get(URL, headers={"If-None-Match": response.headers["ETag"]})
     assert refetch.status == 200 and refetch.headers["ETag"] == merged_etag
+
+
+async def test_no_data_yet_is_a_503_not_an_empty_directory(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    hidden = contacts_dir.rename(contacts_dir.with_name("later"))
+    client = await aiohttp_client(create_app(make_config()))
+    for method in ("GET", "PUT"):
+        response = await client.request(method, URL, data=counterpath.render([]))
+        assert response.status == 503 and response.headers["Retry-After"] == "30"
+    hidden.rename(contacts_dir)
+    response = await client.get(URL)
+    assert response.status == 200 and len(counterpath.parse(await response.read())) == 28

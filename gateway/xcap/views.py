@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import keys
-from gateway.compose import Rendered
+from gateway.compose import NotReady, Rendered
 from gateway.model import UserRef
 from gateway.xcap import counterpath
 from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
 from gateway.xcap.uri import parse_document_path
 
 ALLOWED = "GET, HEAD, PUT"
+RETRY_AFTER = 30
 #: Phones differ in what they send, and a 415 would make them retry forever: besides the
 #: XML types, accept the defaults HTTP libraries (and curl) send when nobody chose a type.
 PUT_TYPES = {
@@ -35,12 +36,17 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
     if not path or not found:
         raise web.HTTPNotFound(text="no such document\n")
     key, _ = found
-    if request.method in ("GET", "HEAD"):
-        rendered = await engine.document(key, path.user)
-        return _serve(request, rendered)
-    if request.method == "PUT":
-        return await _put(request, key, path.user)
-    raise web.HTTPMethodNotAllowed(request.method, ALLOWED.split(", "))
+    if request.method not in ("GET", "HEAD", "PUT"):
+        raise web.HTTPMethodNotAllowed(request.method, ALLOWED.split(", "))
+    try:
+        if request.method == "PUT":
+            return await _put(request, key, path.user)
+        return _serve(request, await engine.document(key, path.user))
+    except NotReady as exc:
+        # The phone keeps what it has and asks again; a PUT stays on its flash meanwhile.
+        raise web.HTTPServiceUnavailable(
+            text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
+        ) from exc
 
 
 def _serve(request: web.Request, rendered: Rendered) -> web.Response:

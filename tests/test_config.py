@@ -1,0 +1,126 @@
+"""Configuration: every problem names the file, the table and the key, all at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+from tests.conftest import ROOT, write_config
+
+GOOD = """
+[server]
+listen = ["127.0.0.1:8080", "[::1]:8443"]
+
+[sources.demo]
+type = "vcard-dir"
+path = "contacts"
+interval = "15m"
+
+[documents.tbook]
+name = "tbook.xml"
+sources = ["demo"]
+write_to = "demo"
+"""
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write_config(tmp_path, text))
+    return [str(problem) for problem in raised.value.problems]
+
+
+def test_the_demo_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "gateway.toml")
+    assert config.documents["tbook"].name == "tbook.xml"
+    assert config.sources["demo"].interval == 60
+    # Relative paths are taken from the file's folder, wherever the process runs.
+    assert config.sources["demo"].settings.path == ROOT / "config" / "contacts"  # type: ignore[attr-defined]
+
+
+def test_durations_lists_and_defaults(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, GOOD))
+    assert config.sources["demo"].interval == 900
+    assert config.server.listen == ["127.0.0.1:8080", "[::1]:8443"]
+    assert config.documents["tbook"].max_entries == 1000
+    assert config.sources["demo"].deletes_allowed  # vcard-dir default
+    assert not config.sources["demo"].read_only
+
+
+def test_every_problem_is_reported_with_file_table_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace('interval = "15m"', 'interval = "15 minutes"\ncolour = "red"')
+    text = text.replace('listen = ["127.0.0.1:8080", "[::1]:8443"]', 'listen = "localhost"\nport = 1')
+    text += '\n[documents.other]\nname = "tbook.xml"\nsources = ["nope"]\nwrite_to = "demo"\n'
+    found = problems(tmp_path, text)
+    file = str(tmp_path / "gateway.toml")
+    assert all(line.startswith(file + ": ") for line in found)
+    joined = "\n".join(found)
+    assert "[sources.demo] interval: '15 minutes' is not a duration" in joined
+    assert "[sources.demo] colour: unknown key" in joined
+    assert "[server] port: unknown key" in joined
+    assert "[server] listen: 'localhost' is not host:port" in joined
+    assert "[documents.other] sources: no [sources.nope] is configured" in joined
+    assert "[documents.other] write_to: must be one of this document's sources" in joined
+    assert "[documents.other] name: same auid and name as [documents.tbook]" in joined
+
+
+def test_unknown_source_type_lists_the_known_ones(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, GOOD.replace('"vcard-dir"', '"vcard"'))
+    assert "[sources.demo] type: unknown source type 'vcard' (known: " in line
+    assert "vcard-dir" in line
+
+
+def test_toml_syntax_errors_point_at_the_line(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, GOOD + "\n[documents\n")
+    assert "not valid TOML" in line and "line 15" in line
+
+
+def test_environment_variables_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOK_DIR", "/srv/book")
+    config = load_config(write_config(tmp_path, GOOD.replace('"contacts"', '"${BOOK_DIR}/x"')))
+    assert config.sources["demo"].settings.path == Path("/srv/book/x")  # type: ignore[attr-defined]
+    monkeypatch.delenv("BOOK_DIR")
+    (line,) = problems(tmp_path, GOOD.replace('"contacts"', '"${BOOK_DIR}"'))
+    assert "[sources.demo] path: environment variable BOOK_DIR is not set" in line
+
+
+def test_password_file_is_read_into_password(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s3cret\n")
+    text = GOOD.replace('path = "contacts"', 'path = "contacts"\npassword_file = "secret"')
+    # vcard-dir has no password: the key arrives as `password` and is refused as such.
+    (line,) = problems(tmp_path, text)
+    assert "[sources.demo] password: unknown key" in line
+    assert "s3cret" not in line
+    (line,) = problems(tmp_path, text.replace('"secret"', '"missing"'))
+    assert "[sources.demo] password_file: cannot read" in line
+
+
+def test_digest_auth_is_refused_until_it_exists(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, GOOD + '\n[auth]\nmode = "digest"\n')
+    assert "[auth] mode: 'digest' is not available" in line
+
+
+def test_tls_files_must_exist_and_come_in_pairs(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace("[server]", '[server]\ntls_cert = "cert.pem"'))
+    joined = "\n".join(found)
+    assert "[server] tls_key: tls_cert and tls_key go together" in joined
+    assert "[server] tls_cert: no such file" in joined
+
+
+def test_check_config_command_exits_2_and_lists_problems(tmp_path: Path) -> None:
+    path = write_config(tmp_path, GOOD.replace('"15m"', '"soon"') + "\nbogus = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--config", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert f"{path}: [sources.demo] interval:" in result.stderr
+    assert f"{path}: [documents.tbook] bogus: unknown key" in result.stderr or "bogus" in result.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--config", str(ROOT / "config/gateway.toml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert ok.returncode == 0 and "OK" in ok.stdout
