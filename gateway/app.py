@@ -17,6 +17,8 @@ def create_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app[keys.ENGINE] = Engine(config)
     app.cleanup_ctx.append(_engine_lifetime)
+    # Outside any XCAP path: a document URI always has at least three segments.
+    app.router.add_get("/healthz", _alive)
     app.router.add_route("*", "/{tail:.*}", xcap_handler)
     return app
 
@@ -30,3 +32,8 @@ async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await engine.stop()
+
+
+async def _alive(request: web.Request) -> web.Response:
+    """Liveness: the process answers HTTP."""
+    return web.Response(text="ok\n")

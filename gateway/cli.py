@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway import __version__, logs
 from gateway.app import create_app
+from gateway.compose import NotReady
 from gateway.config import Config, ConfigError, load_config, split_address
 from gateway.engine import Engine
 from gateway.model import UserRef
@@ -70,17 +71,17 @@ async def _render(config: Config, document: str, xui: str) -> int:
         print(f"no [documents.{document}] in {config.path} (known: {known})", file=sys.stderr)
         return 2
     engine = Engine(config)
+    user = UserRef.parse(xui)
     try:
-        user = UserRef.parse(xui)
-        states = await engine.composer.states(config.documents[document], user)
-        if failed := [s for s in states if not s.has_data]:
-            for state in failed:
-                print(f"source {state.name}: {state.last_error}", file=sys.stderr)
-            return 1
-        sys.stdout.buffer.write((await engine.document(document, user)).body)
-        return 0
+        rendered = await engine.document(document, user)
+    except NotReady as exc:
+        for name in exc.sources:
+            print(f"source {name}: {engine.sources.state(name, user).last_error}", file=sys.stderr)
+        return 1
     finally:
         await engine.stop()
+    sys.stdout.buffer.write(rendered.body)
+    return 0
 
 
 async def _serve(config: Config) -> int:
@@ -89,7 +90,15 @@ async def _serve(config: Config) -> int:
     tls = _tls_context(config)
     for address in config.server.listen:
         host, port = split_address(address)
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        except OSError as exc:
+            print(
+                f"{config.path}: [server] listen: cannot listen on {address}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            await runner.cleanup()
+            return 1
         logs.event("listening", address=address, tls=tls is not None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

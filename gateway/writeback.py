@@ -106,7 +106,10 @@ class WriteBack:
                     stored = await state.connector.update(origin.href, wanted, current.etag)
                 except WrongEtag:
                     # Changed upstream meanwhile: apply the phone's fields to the new version.
-                    state.stored(await state.connector.get(origin.href))
+                    try:
+                        state.stored(await state.connector.get(origin.href))
+                    except NotFound:
+                        state.removed(origin.href)
                     continue
                 except NotFound:
                     state.removed(origin.href)

@@ -40,12 +40,16 @@ write_to = "demo"
 """
 
 
+def gateway(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, timeout=60, check=False
+    )
+
+
 def test_render_prints_what_a_user_would_get(tmp_path: Path, contacts_dir: Path) -> None:
     path = write_config(tmp_path, config_text(contacts_dir, 8080))
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "render", "--config", str(path),
-         "--document", "tbook", "--user", "sip:alice@example.com"],
-        capture_output=True, check=False,
+    result = gateway(
+        "render", "--config", str(path), "--document", "tbook", "--user", "sip:alice@example.com"
     )
     assert result.returncode == 0, result.stderr
     names = {entry.display_name for entry in counterpath.parse(result.stdout)}
@@ -54,14 +58,12 @@ def test_render_prints_what_a_user_would_get(tmp_path: Path, contacts_dir: Path)
 
 def test_render_of_an_unreadable_source_fails_and_says_why(tmp_path: Path) -> None:
     path = write_config(tmp_path, config_text(tmp_path / "missing", 8080))
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "render", "--config", str(path),
-         "--document", "tbook", "--user", "alice@example.com"],
-        capture_output=True, text=True, check=False,
+    result = gateway(
+        "render", "--config", str(path), "--document", "tbook", "--user", "alice@example.com"
     )
     assert result.returncode == 1
-    assert "source demo:" in result.stderr and "does not exist" in result.stderr
-    assert result.stdout == ""
+    assert b"source demo:" in result.stderr and b"does not exist" in result.stderr
+    assert result.stdout == b""
 
 
 async def test_serve_answers_phones_and_stops_cleanly_on_sigterm(
@@ -73,7 +75,9 @@ async def test_serve_answers_phones_and_stops_cleanly_on_sigterm(
     with open(tmp_path / "serve.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(path)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
             async with aiohttp.ClientSession() as session:
@@ -96,3 +100,20 @@ async def test_serve_answers_phones_and_stops_cleanly_on_sigterm(
             code = process.wait(timeout=20)
     assert code == 0
     assert "event=listening" in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_says_which_address_it_cannot_listen_on(tmp_path: Path, contacts_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(tmp_path, config_text(contacts_dir, port))
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"[server] listen: cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -52,7 +52,9 @@ def test_durations_lists_and_defaults(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_with_file_table_and_key(tmp_path: Path) -> None:
     text = GOOD.replace('interval = "15m"', 'interval = "15 minutes"\ncolour = "red"')
-    text = text.replace('listen = ["127.0.0.1:8080", "[::1]:8443"]', 'listen = "localhost"\nport = 1')
+    text = text.replace(
+        'listen = ["127.0.0.1:8080", "[::1]:8443"]', 'listen = "localhost"\nport = 1'
+    )
     text += '\n[documents.other]\nname = "tbook.xml"\nsources = ["nope"]\nwrite_to = "demo"\n'
     found = problems(tmp_path, text)
     file = str(tmp_path / "gateway.toml")
@@ -78,7 +80,9 @@ def test_toml_syntax_errors_point_at_the_line(tmp_path: Path) -> None:
     assert "not valid TOML" in line and "line 15" in line
 
 
-def test_environment_variables_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variables_are_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BOOK_DIR", "/srv/book")
     config = load_config(write_config(tmp_path, GOOD.replace('"contacts"', '"${BOOK_DIR}/x"')))
     assert config.sources["demo"].settings.path == Path("/srv/book/x")  # type: ignore[attr-defined]
@@ -114,13 +118,26 @@ def test_check_config_command_exits_2_and_lists_problems(tmp_path: Path) -> None
     path = write_config(tmp_path, GOOD.replace('"15m"', '"soon"') + "\nbogus = 1\n")
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "check-config", "--config", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert f"{path}: [sources.demo] interval:" in result.stderr
-    assert f"{path}: [documents.tbook] bogus: unknown key" in result.stderr or "bogus" in result.stderr
+    assert (
+        f"{path}: [documents.tbook] bogus: unknown key" in result.stderr or "bogus" in result.stderr
+    )
     ok = subprocess.run(
-        [sys.executable, "-m", "gateway", "check-config", "--config", str(ROOT / "config/gateway.toml")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "check-config",
+            "--config",
+            str(ROOT / "config/gateway.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert ok.returncode == 0 and "OK" in ok.stdout

@@ -263,3 +263,33 @@ async def test_no_data_yet_is_a_503_not_an_empty_directory(
     hidden.rename(contacts_dir)
     response = await client.get(URL)
     assert response.status == 200 and len(counterpath.parse(await response.read())) == 28
+
+
+async def test_liveness_endpoint(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200 and await response.text() == "ok\n"
+
+
+async def test_a_card_edited_upstream_meanwhile_keeps_both_changes(
+    client: Client, contacts_dir: Path
+) -> None:
+    entries = counterpath.parse(await (await client.get(URL)).read())
+    # Upstream changes Anna's title after the gateway last read the folder...
+    card = contacts_dir / "anna.mueller.vcf"
+    card.write_bytes(card.read_bytes().replace(b"TITLE:Leiterin Einkauf", b"TITLE:Prokuristin"))
+    # ...while the phone changes her mobile number.
+    sent = [
+        Entry(e.entry_id, e.display_name, {**e.fields, "mobile_number": ("+49 171 0000000",)})
+        if e.display_name == "Anna Müller"
+        else e
+        for e in entries
+    ]
+    response = await client.put(URL, data=counterpath.render(sent))
+    assert response.status == 200
+    text = card.read_text()
+    assert "TITLE:Prokuristin" in text and "TEL;TYPE=CELL:+49 171 0000000" in text
+    # The phone did not see the new title: its ETag must not match the merged document.
+    merged = await client.get(URL)
+    assert merged.headers["ETag"] != response.headers["ETag"]
+    anna = by_name(await merged.read())["Anna Müller"]
+    assert anna.fields["profession"] == "Prokuristin"

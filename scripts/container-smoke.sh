@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the image with podman from a locally made Debian base (no registry needed),
+# starts it with the demo configuration, fetches tbook.xml, PUTs an edit, and stops it.
+# Needs root, podman, runc and debootstrap (Debian packages). The demo listens on 8080.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+image=localhost/xcap-gateway:smoke
+work=${XCAP_SMOKE_DIR:-/var/tmp/xcap-gateway-smoke}
+mkdir -p "$work"
+
+export CONTAINERS_CONF="$work/containers.conf"
+cat > "$CONTAINERS_CONF" <<'CONF'
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+CONF
+
+if ! podman image exists docker.io/library/debian:bookworm-slim; then
+    rm -rf "$work/rootfs"
+    debootstrap --variant=minbase bookworm "$work/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+        >"$work/debootstrap.log"
+    tar -C "$work/rootfs" -c . | podman import - docker.io/library/debian:bookworm-slim >/dev/null
+fi
+ca_args=()
+if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
+    # The host trusts a proxy's CA for PyPI: let pip inside the build trust it too.
+    ca_args=(-v "$PIP_CERT:/run/build-ca.crt:ro" --build-arg PIP_CERT=/run/build-ca.crt)
+fi
+podman build --pull=never --format docker "${ca_args[@]}" -t "$image" . >"$work/build.log"
+
+name=xcap-smoke-$$
+podman run -d --name "$name" --network host "$image" \
+    xcap-gateway serve --config /etc/xcap-gateway/gateway.toml >/dev/null
+trap 'podman rm -f "$name" >/dev/null 2>&1 || true' EXIT
+url=http://127.0.0.1:8080/users/sip:alice@example.com/tbook.xml
+for _ in $(seq 50); do curl -sf -o "$work/tbook.xml" "$url" && break; sleep 0.2; done
+count=$(grep -c '<entry>' "$work/tbook.xml")
+sed 's/Leiterin Einkauf/Head of Purchasing/' "$work/tbook.xml" >"$work/edited.xml"
+status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$work/edited.xml" "$url")
+title=$(podman exec "$name" grep '^TITLE' /srv/xcap-gateway/contacts/anna.mueller.vcf)
+user=$(podman exec "$name" id -un)
+echo "entries=$count put=$status $title user=$user"
+[ "$count" -ge 25 ] && [ "$status" = 200 ] && [ "$title" = "TITLE:Head of Purchasing" ] && [ "$user" = xcap ]
