@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from connectors.vcard import Card, card_to_contact, new_card, split_cards, write_contact
+from connectors.vcard import card_to_contact, new_card, write_contact
+from connectors.vcard_lines import Card, split_cards
 from gateway.connector import (
     AlreadyExists,
     ConfigPath,

@@ -144,7 +144,8 @@ def apply_entry(
         elif name in TEXT_FIELDS:
             changes[TEXT_FIELDS[name]] = new
         elif name == "email_address":
-            rest = contact.emails[1:] if before is not None and contact.emails else contact.emails
+            # Only the first address is shown: replace it, or put a new one first.
+            rest = contact.emails[1:] if old else contact.emails
             changes["emails"] = ((str(new),) if new else ()) + rest
         elif name in NUMBER_FIELDS:
             attr = NUMBER_FIELDS[name]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.vcard import Card, card_to_contact, new_card, split_cards, write_contact
+from connectors.vcard import card_to_contact, new_card, write_contact
+from connectors.vcard_lines import Card, split_cards
 from gateway.model import Contact
 
 V4 = (
