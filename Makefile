@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test lint check-config clean
+.PHONY: run test test-servers lint check-config clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check gateway connectors tests bench
 	$(BIN)/mypy
 
-test: $(BIN)/.installed lint
+# Real servers for the integration tests: slapd from Debian (installed when missing; needs root).
+test-servers:
+	@command -v /usr/sbin/slapd >/dev/null && command -v ldapsearch >/dev/null || { \
+	    echo "installing slapd and ldap-utils"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
+
+test: $(BIN)/.installed test-servers lint
 	$(BIN)/pytest -q
 
 clean:

@@ -24,13 +24,16 @@ from gateway.model import Contact, UserRef
 __all__ = [
     "AlreadyExists",
     "Capabilities",
+    "Changes",
     "ConfigPath",
     "Connector",
     "ConnectorError",
     "ConnectorSettings",
     "Duration",
+    "InvalidToken",
     "NotFound",
     "ReadOnly",
+    "Rejected",
     "Unavailable",
     "WrongEtag",
     "load_connector_class",
@@ -62,6 +65,27 @@ class ReadOnly(ConnectorError):
 
 class Unavailable(ConnectorError):
     """The upstream cannot be reached or answered badly; worth retrying later."""
+
+
+class Rejected(ConnectorError):
+    """The upstream refused this change for good (schema, constraint): retrying won't help."""
+
+
+class InvalidToken(ConnectorError):
+    """The incremental sync token is no longer valid: call `changes(None)` for a full pull."""
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What `Connector.changes` found. `complete`: `changed` is every contact there is.
+    Otherwise apply `changed` (by uid, so a moved entry replaces its old href), drop the
+    uids in `deleted`, and when `present` is given drop every uid that is in neither."""
+
+    token: str
+    changed: tuple[Contact, ...] = ()
+    deleted: frozenset[str] = frozenset()
+    present: frozenset[str] | None = None
+    complete: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +181,12 @@ class Connector(ABC, Generic[SettingsT]):
     async def delete(self, href: str, etag: str) -> None:
         """Remove the object at href if it still has etag.
         Raises NotFound, WrongEtag, ReadOnly, Unavailable."""
+
+    async def changes(self, token: str | None) -> Changes:
+        """Contacts changed since `token` (all of them, `complete`, for None), with the
+        token to pass next time. Only for connectors whose capabilities say incremental.
+        Raises InvalidToken, Unavailable."""
+        raise NotImplementedError(f"{type(self).__name__} has no incremental sync")
 
     async def close(self) -> None:
         """Release connections; the instance is not used afterwards."""

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from gateway.config import Config, SourceConfig
-from gateway.connector import Connector, ConnectorError
+from gateway.connector import Connector, ConnectorError, InvalidToken
 from gateway.logs import event
 from gateway.model import Contact, UserRef
 
@@ -30,6 +30,8 @@ class SourceState:
         self.version = 0
         self.synced_at: float | None = None
         self.last_error: str | None = None
+        #: The incremental sync position, for connectors that offer one.
+        self.token: str | None = None
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
 
@@ -46,13 +48,10 @@ class SourceState:
         async with self.lock:
             started = time.monotonic()
             try:
-                listing = {href: etag async for href, etag in self.connector.list()}
-                stale = [
-                    h
-                    for h, e in listing.items()
-                    if (c := self.contacts.get(h)) is None or c.etag != e
-                ]
-                fetched = {c.href: c for c in await self.connector.get_many(stale)}
+                if self.connector.capabilities.incremental:
+                    contacts = await self._pull_changes()
+                else:
+                    contacts = await self._pull_listing()
             except ConnectorError as exc:
                 self.last_error = str(exc)
                 event(
@@ -64,13 +63,16 @@ class SourceState:
                     detail=str(exc),
                 )
                 return False
-            contacts = {
-                h: self.contacts[h] for h in listing if h in self.contacts and h not in fetched
-            }
-            contacts.update(fetched)
+            if contacts is self.contacts:  # nothing changed: cost independent of size
+                self.synced_at, self.last_error = time.time(), None
+                return False
             added = len(contacts.keys() - self.contacts.keys())
             deleted = len(self.contacts.keys() - contacts.keys())
-            changed = len(fetched) - added
+            changed = sum(
+                1
+                for href, c in contacts.items()
+                if (old := self.contacts.get(href)) is not None and old != c
+            )
             unchanged = self.version > 0 and not (added or deleted or changed)
             self.synced_at, self.last_error = time.time(), None
             if unchanged:
@@ -88,6 +90,40 @@ class SourceState:
                 ms=round((time.monotonic() - started) * 1000),
             )
             return True
+
+    async def _pull_listing(self) -> dict[str, Contact]:
+        """List (href, etag) and fetch only what is new or changed."""
+        listing = {href: etag async for href, etag in self.connector.list()}
+        stale = [
+            h for h, e in listing.items() if (c := self.contacts.get(h)) is None or c.etag != e
+        ]
+        fetched = {c.href: c for c in await self.connector.get_many(stale)}
+        contacts = {h: self.contacts[h] for h in listing if h in self.contacts and h not in fetched}
+        contacts.update(fetched)
+        return contacts
+
+    async def _pull_changes(self) -> dict[str, Contact]:
+        """Ask for what changed since the last token; a whole new pull when it expired."""
+        try:
+            result = await self.connector.changes(self.token)
+        except InvalidToken:
+            event("sync_token_expired", logging.WARNING, source=self.name, user=self._user_xui)
+            result = await self.connector.changes(None)
+        self.token = result.token
+        if result.complete:
+            return {c.href: c for c in result.changed}
+        # Sources may send again what did not change (a timestamp filter includes its bound).
+        changed = [c for c in result.changed if self.contacts.get(c.href) != c]
+        if not (changed or result.deleted or result.present is not None):
+            return self.contacts
+        gone = set(result.deleted) | {c.uid for c in changed}
+        contacts = {
+            href: c
+            for href, c in self.contacts.items()
+            if c.uid not in gone and (result.present is None or c.uid in result.present)
+        }
+        contacts.update((c.href, c) for c in changed)
+        return contacts
 
     def stored(self, contact: Contact) -> None:
         """Take a contact just written upstream into the snapshot."""

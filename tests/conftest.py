@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from gateway.config import Config, load_config
+from tests.ldap import server as ldap_server
+from tests.ldap.server import Slapd
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONTACTS = ROOT / "config" / "contacts"
@@ -63,3 +66,32 @@ sources = {sources}
         return load_config(write_config(tmp_path, text))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ldap_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def make_slapd(
+    tmp_path_factory: pytest.TempPathFactory, ldap_ca: trustme.CA
+) -> Iterator[Callable[..., Slapd]]:
+    """Start a private slapd seeded with `people` inetOrgPersons (plus `extra_ldif`)."""
+    started: list[Slapd] = []
+
+    def make(people: int = 0, extra_ldif: str = "", reader_prtotal: str = "unlimited") -> Slapd:
+        ldap_server.ensure_installed()
+        folder = tmp_path_factory.mktemp("slapd")
+        ldap_server.write_config(folder, ldap_ca, reader_prtotal)
+        ldif = ldap_server.base_ldif()
+        ldif += "".join(ldap_server.person_ldif(i) for i in range(people)) + extra_ldif
+        ldap_server.seed(folder, ldif)
+        server = Slapd(folder, ldap_server.free_port(), ldap_server.free_port(), ldap_ca)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -32,6 +32,11 @@ async def listing(connector: Connector) -> dict[str, str]:  # type: ignore[type-
 
 
 class ConnectorContract:
+    #: A contact using every field the connector maps (override where it maps fewer).
+    sample: Contact = SAMPLE
+    #: An href of the connector's form that does not exist.
+    missing_href = "no-such-card.vcf"
+
     @pytest.fixture
     def connector(self) -> Connector:  # type: ignore[type-arg]
         raise NotImplementedError("subclasses provide an empty, writable connector")
@@ -40,22 +45,22 @@ class ConnectorContract:
         assert await listing(connector) == {}
 
     async def test_create_then_list_and_get(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        stored = await connector.create(SAMPLE)
+        stored = await connector.create(self.sample)
         assert stored.href and stored.etag and stored.uid
         assert await listing(connector) == {stored.href: stored.etag}
         fetched = await connector.get(stored.href)
         assert fetched == stored
-        assert fetched.same_content(SAMPLE)
+        assert fetched.same_content(self.sample)
         assert fetched.source == connector.source
 
     async def test_a_retried_create_does_not_duplicate(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        await connector.create(SAMPLE)
+        await connector.create(self.sample)
         with pytest.raises(AlreadyExists):
-            await connector.create(SAMPLE)
+            await connector.create(self.sample)
         assert len(await listing(connector)) == 1
 
     async def test_update_changes_fields_and_etag(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        stored = await connector.create(SAMPLE)
+        stored = await connector.create(self.sample)
         wanted = stored.replace(mobile=("+48 601 999 999",), vip=False, comment="")
         updated = await connector.update(stored.href, wanted, stored.etag)
         assert updated.etag != stored.etag and updated.href == stored.href
@@ -63,14 +68,14 @@ class ConnectorContract:
         assert (await connector.get(stored.href)).same_content(wanted)
 
     async def test_update_with_a_stale_etag_fails(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        stored = await connector.create(SAMPLE)
+        stored = await connector.create(self.sample)
         await connector.update(stored.href, stored.replace(comment="new"), stored.etag)
         with pytest.raises(WrongEtag):
             await connector.update(stored.href, stored.replace(comment="lost"), stored.etag)
         assert (await connector.get(stored.href)).comment == "new"
 
     async def test_delete_then_the_href_is_gone(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        stored = await connector.create(SAMPLE)
+        stored = await connector.create(self.sample)
         await connector.delete(stored.href, stored.etag)
         assert await listing(connector) == {}
         with pytest.raises(NotFound):
@@ -79,17 +84,17 @@ class ConnectorContract:
             await connector.delete(stored.href, stored.etag)
 
     async def test_delete_with_a_stale_etag_fails(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        stored = await connector.create(SAMPLE)
+        stored = await connector.create(self.sample)
         await connector.update(stored.href, stored.replace(comment="new"), stored.etag)
         with pytest.raises(WrongEtag):
             await connector.delete(stored.href, stored.etag)
         assert len(await listing(connector)) == 1
 
     async def test_unknown_hrefs(self, connector: Connector) -> None:  # type: ignore[type-arg]
-        stored = await connector.create(SAMPLE)
+        stored = await connector.create(self.sample)
         with pytest.raises(NotFound):
-            await connector.get("no-such-card.vcf")
+            await connector.get(self.missing_href)
         with pytest.raises(NotFound):
-            await connector.update("no-such-card.vcf", SAMPLE, "x")
-        found = await connector.get_many([stored.href, "no-such-card.vcf"])
+            await connector.update(self.missing_href, self.sample, "x")
+        found = await connector.get_many([stored.href, self.missing_href])
         assert [c.href for c in found] == [stored.href]

@@ -1,0 +1,210 @@
+"""Opening, binding and searching with ldap3, with server failover and errors that say
+what an administrator should change. Everything here blocks: call it from a worker thread."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from ldap3 import BASE, DEREF_NEVER, LEVEL, NONE, SUBTREE, SYNC, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
+
+from connectors.ldap_settings import LdapSettings
+from gateway.connector import (
+    AlreadyExists,
+    ConnectorError,
+    NotFound,
+    ReadOnly,
+    Rejected,
+    Unavailable,
+    WrongEtag,
+)
+
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+SCOPES = {"sub": SUBTREE, "one": LEVEL, "base": BASE}
+Entry = tuple[str, Mapping[str, Sequence[bytes]]]
+
+
+def _describe_socket_error(url: str, exc: Exception) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "certificate verify failed" in lowered and "hostname mismatch" not in lowered:
+        return (
+            f"{url}: its TLS certificate is not trusted; set tls_ca_file to the CA that "
+            f"issued it ({text})"
+        )
+    if "hostname" in lowered or "doesn't match" in lowered:
+        return f"{url}: the TLS certificate is not for this host name; use a name it was issued for ({text})"
+    if "timed out" in lowered:
+        return f"{url}: no answer (timed out): check the address, port and firewall"
+    return f"{url}: cannot connect ({text})"
+
+
+class LdapClient:
+    def __init__(self, settings: LdapSettings) -> None:
+        self.settings = settings
+
+    def _server(self, url: str) -> Server:
+        parts = urlsplit(url)
+        secure = parts.scheme.lower() == "ldaps"
+        tls = None
+        if secure or self.settings.starttls:
+            tls = Tls(
+                validate=ssl.CERT_REQUIRED if self.settings.tls_verify else ssl.CERT_NONE,
+                ca_certs_file=str(self.settings.tls_ca_file) if self.settings.tls_ca_file else None,
+                version=ssl.PROTOCOL_TLS_CLIENT,
+                sni=parts.hostname,  # also what Python checks the certificate's names against
+            )
+        return Server(
+            parts.hostname or "localhost",
+            port=parts.port or (636 if secure else 389),
+            use_ssl=secure,
+            tls=tls,
+            get_info=NONE,
+            connect_timeout=self.settings.timeout,
+        )
+
+    def open(self) -> Connection:
+        """A bound connection to the first server in `url` that answers."""
+        failures = []
+        password = self.settings.password.get_secret_value() if self.settings.password else None
+        for url in self.settings.url:
+            conn = Connection(
+                self._server(url),
+                user=self.settings.bind_dn,
+                password=password,
+                client_strategy=SYNC,
+                raise_exceptions=False,
+                receive_timeout=max(1, round(self.settings.timeout)),  # ldap3 packs an int
+                auto_referrals=False,
+            )
+            try:
+                conn.open()
+                if (
+                    self.settings.starttls
+                    and not url.lower().startswith("ldaps")
+                    and not conn.start_tls()
+                ):
+                    raise LDAPStartTLSError(conn.result.get("message") or "StartTLS refused")
+                if conn.bind():
+                    return conn
+                result = conn.result
+                conn.unbind()
+            except (LDAPException, OSError) as exc:
+                _close(conn)
+                failures.append(_describe_socket_error(url, exc))
+                continue
+            if result.get("result") == 49:
+                who = self.settings.bind_dn or "anonymous"
+                raise Unavailable(
+                    f"bind as {who} rejected (invalid credentials): check bind_dn and password"
+                )
+            failures.append(f"{url}: bind failed: {describe(result)}")
+        raise Unavailable("no LDAP server could be used: " + "; ".join(failures))
+
+    def paged(
+        self, conn: Connection, base: str, search_filter: str, scope: str, attributes: list[str]
+    ) -> Iterator[Entry]:
+        """Every entry, page by page. Any result but success (a size limit, too) raises:
+        a shortened directory is never returned."""
+        cookie: bytes | None = None
+        count = 0
+        while True:
+            self.call(
+                conn.search,
+                base,
+                search_filter,
+                search_scope=SCOPES[scope],
+                attributes=attributes,
+                paged_size=self.settings.page_size,
+                paged_cookie=cookie,
+                dereference_aliases=DEREF_NEVER,
+            )
+            if conn.result.get("result") == 32:
+                raise Unavailable(f"base_dn {base!r} does not exist on the server: check base_dn")
+            check(conn.result, f"search of {base}", returned=count)
+            for item in conn.response or []:
+                if item.get("type") == "searchResEntry":
+                    count += 1
+                    yield item["dn"], item["raw_attributes"]
+            control = (conn.result.get("controls") or {}).get(PAGED_RESULTS)
+            cookie = control["value"]["cookie"] if control else None
+            if not cookie:
+                return
+
+    def read(self, conn: Connection, dn: str, attributes: list[str]) -> Entry:
+        self.call(
+            conn.search,
+            dn,
+            "(objectClass=*)",
+            search_scope=BASE,
+            attributes=attributes,
+            dereference_aliases=DEREF_NEVER,
+        )
+        if conn.result.get("result") == 32:
+            raise NotFound(dn)
+        check(conn.result, f"read of {dn}")
+        for item in conn.response or []:
+            if item.get("type") == "searchResEntry":
+                return item["dn"], item["raw_attributes"]
+        raise NotFound(dn)
+
+    def root_dse(self, conn: Connection, attributes: list[str]) -> Mapping[str, Sequence[bytes]]:
+        try:
+            return self.read(conn, "", attributes)[1]
+        except ConnectorError:
+            return {}
+
+    @staticmethod
+    def call(method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except LDAPException as exc:
+            raise Unavailable(f"LDAP connection failed: {exc}") from exc
+
+
+def _close(conn: Connection) -> None:
+    with contextlib.suppress(LDAPException, OSError):
+        conn.unbind()
+    if conn.socket is not None:
+        with contextlib.suppress(OSError):
+            conn.socket.close()
+
+
+def describe(result: Mapping[str, Any]) -> str:
+    message = str(result.get("message") or "").strip()
+    text = f"{result.get('description', 'error')} ({result.get('result')})"
+    return f"{text}: {message}" if message else text
+
+
+def check(result: Mapping[str, Any], action: str, returned: int | None = None) -> None:
+    """Raise the typed error for an LDAP result that is not success."""
+    code = result.get("result")
+    if code == 0:
+        return
+    detail = describe(result)
+    if code == 4:
+        got = f" after {returned} entries" if returned is not None else ""
+        raise Unavailable(
+            f"{action}: the server's size limit was hit{got}; nothing was taken from this "
+            "partial answer. Let bind_dn page past it (slapd: limits … size.prtotal=unlimited) "
+            "or lower page_size to the server's maximum page size"
+        )
+    if code == 32:
+        raise NotFound(
+            f"{action}: {result.get('message') or 'no such object'} — does base_dn exist?"
+        )
+    if code == 49:
+        raise Unavailable(f"{action}: invalid credentials: check bind_dn and password")
+    if code == 50:
+        raise ReadOnly(f"{action}: bind_dn may not do this (insufficient access rights)")
+    if code in (16, 20):
+        raise WrongEtag(f"{action}: the entry changed meanwhile ({detail})")
+    if code == 68:
+        raise AlreadyExists(f"{action}: {detail}")
+    if code in (17, 18, 19, 21, 34, 64, 65, 67, 69):
+        raise Rejected(f"{action}: refused by the directory's schema or rules: {detail}")
+    raise Unavailable(f"{action}: {detail}")
