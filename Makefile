@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config clean
+.PHONY: run test test-servers lint check-config bench-ldap clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test-servers:
 
 test: $(BIN)/.installed test-servers lint
 	$(BIN)/pytest -q
+
+bench-ldap: $(BIN)/.installed test-servers
+	$(BIN)/python -m bench.ldap_pull
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from gateway.connector import ConfigPath, ConnectorSettings, Duration
+from gateway.connector import ConfigPath, ConnectorSettings, Duration, PositiveDuration
 
 #: The normalized fields an LDAP attribute can feed; list fields take every value.
 TEXT_FIELDS = ("display_name", "given_name", "surname", "profession", "company", "comment")
@@ -42,16 +42,9 @@ PRESET_ATTRIBUTES: dict[str, dict[str, list[str]]] = {
         "home": ["homePhone", "otherHomePhone"],
         "business": ["telephoneNumber", "otherTelephone"],
     },
-    "freeipa": {
-        **_COMMON,
-        "company": ["o"],
-        "comment": ["description"],
-        "sip": [],
-        "mobile": ["mobile"],
-        "home": ["homePhone"],
-        "business": ["telephoneNumber"],
-    },
 }
+# FreeIPA users are inetOrgPersons: the same map as OpenLDAP.
+PRESET_ATTRIBUTES["freeipa"] = PRESET_ATTRIBUTES["openldap"]
 PRESET_UID = {"openldap": "entryUUID", "active-directory": "objectGUID", "freeipa": "ipaUniqueID"}
 PRESET_FILTER = {
     "openldap": "(objectClass=inetOrgPerson)",
@@ -78,7 +71,7 @@ class LdapSettings(ConnectorSettings):
     scope: Literal["sub", "one", "base"] = "sub"
     filter: str | None = None
     page_size: int = Field(default=500, ge=1, le=10000)
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     preset: Preset = "openldap"
     attributes: dict[str, str | list[str]] = {}
     uid_attribute: str | None = None

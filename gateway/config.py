@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.config_types import ConfigPath, Duration
+from gateway.config_types import ConfigPath, Duration, PositiveDuration
 from gateway.connector import (
     Connector,
     ConnectorSettings,
@@ -60,6 +60,8 @@ class ServerConfig(_Strict):
     tls_key: ConfigPath | None = None
     state_dir: ConfigPath = Path("var")
     max_body_size: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: How long `serve` waits for the first syncs before it listens anyway.
+    startup_sync_wait: Duration = 10.0
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -92,7 +94,7 @@ class SourceConfig(_Strict):
     """The keys every source has; the connector's own keys are in `settings`."""
 
     type: str
-    interval: Duration = 900.0
+    interval: PositiveDuration = 900.0
     read_only: bool = False
     allow_delete: bool | None = None
     category: str | None = None

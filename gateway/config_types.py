@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -24,8 +24,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError(
             f'{value!r} is not a duration: use seconds or a string like "90s", "15m", "2h"'
         )
-    if seconds <= 0:
-        raise ValueError("a duration must be longer than zero")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
     return seconds
 
 
@@ -38,4 +38,6 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: A duration that must be longer than zero (intervals, timeouts).
+PositiveDuration = Annotated[Duration, Field(gt=0)]
 ConfigPath = Annotated[Path, AfterValidator(resolve_path)]

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.config_types import ConfigPath, Duration
+from gateway.config_types import ConfigPath, Duration, PositiveDuration
 from gateway.model import Contact, UserRef
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ConnectorError",
     "ConnectorSettings",
     "Duration",
+    "PositiveDuration",
     "InvalidToken",
     "NotFound",
     "ReadOnly",

@@ -28,7 +28,7 @@ class Engine:
         self.writeback = WriteBack(self.sources)
 
     async def start(self) -> None:
-        await self.sources.start()
+        await self.sources.start(self.config.server.startup_sync_wait)
 
     async def stop(self) -> None:
         await self.sources.stop()

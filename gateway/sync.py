@@ -171,6 +171,8 @@ class Sources:
     async def ready(self, state: SourceState) -> SourceState:
         """The state, synced once if it never was; a stale per-user one refreshes in the background."""
         if not state.has_data:
+            if state.lock.locked():
+                return state  # its first sync is under way: not ready yet, don't queue up
             await state.refresh()
         elif state.user is not None and _older_than(state.synced_at, state.config.interval):
             state.synced_at = time.time()  # one background refresh at a time
@@ -183,14 +185,18 @@ class Sources:
             self.state(name, anyone) for name, per_user in self._per_user.items() if not per_user
         ]
 
-    async def start(self) -> None:
-        """Sync every shared source once, then keep each fresh on its interval."""
-        states = self.shared_states()
-        await asyncio.gather(*(state.refresh() for state in states))
-        for state in states:
-            self._tasks.append(asyncio.create_task(self._every_interval(state)))
+    async def start(self, wait: float) -> None:
+        """Sync every shared source, then keep each fresh on its interval. Waits up to
+        `wait` seconds for the first syncs; a slower source goes on in the background
+        (its documents answer 503 until it has data) so serving never waits on it."""
+        first = [asyncio.create_task(state.refresh()) for state in self.shared_states()]
+        for state, task in zip(self.shared_states(), first, strict=True):
+            self._tasks.append(asyncio.create_task(self._every_interval(state, after=task)))
+        if first:
+            await asyncio.wait(first, timeout=wait)
 
-    async def _every_interval(self, state: SourceState) -> None:
+    async def _every_interval(self, state: SourceState, after: asyncio.Task[bool]) -> None:
+        await after
         while True:
             # Jitter spreads many sources with one interval over time.
             await asyncio.sleep(state.config.interval * random.uniform(0.9, 1.1))

@@ -12,6 +12,7 @@ import trustme
 from gateway.config import Config, load_config
 from tests.ldap import server as ldap_server
 from tests.ldap.server import Slapd
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONTACTS = ROOT / "config" / "contacts"
@@ -87,8 +88,15 @@ def make_slapd(
         ldif = ldap_server.base_ldif()
         ldif += "".join(ldap_server.person_ldif(i) for i in range(people)) + extra_ldif
         ldap_server.seed(folder, ldif)
-        server = Slapd(folder, ldap_server.free_port(), ldap_server.free_port(), ldap_ca)
-        server.start()
+        for attempt in range(3):
+            # A port found free can be taken by a client socket before slapd binds it.
+            server = Slapd(folder, free_port(), free_port(), ldap_ca)
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
         started.append(server)
         return server
 

@@ -14,13 +14,7 @@ import aiohttp
 
 from gateway.xcap import counterpath
 from tests.conftest import write_config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support import free_port
 
 
 def config_text(contacts_dir: Path, port: int) -> str:

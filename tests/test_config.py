@@ -141,3 +141,21 @@ def test_check_config_command_exits_2_and_lists_problems(tmp_path: Path) -> None
         check=False,
     )
     assert ok.returncode == 0 and "OK" in ok.stdout
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "config" / "examples").glob("*.toml")))
+def test_example_configs_are_valid(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Secrets and TLS files are the administrator's; stand them in where the examples expect them.
+    monkeypatch.setenv("XCAP_AD_PASSWORD", "x")
+    text = example.read_text()
+    for name in (
+        "/etc/xcap-gateway/tls/cert.pem",
+        "/etc/xcap-gateway/tls/key.pem",
+        "/run/secrets/ldap-password",
+    ):
+        stand_in = tmp_path / Path(name).name
+        stand_in.write_text("x")
+        text = text.replace(name, str(stand_in))
+    load_config(write_config(tmp_path, text))

@@ -14,7 +14,14 @@ from ldap3 import MODIFY_ADD, MODIFY_REPLACE
 
 from connectors.ldap import LdapConnector
 from connectors.ldap_settings import LdapSettings
-from gateway.connector import Changes, InvalidToken, Unavailable, WrongEtag, load_connector_class
+from gateway.connector import (
+    Changes,
+    InvalidToken,
+    Rejected,
+    Unavailable,
+    WrongEtag,
+    load_connector_class,
+)
 from gateway.model import Contact, UserRef
 from tests.connector_contract import SAMPLE, ConnectorContract, listing
 from tests.ldap.server import (
@@ -319,3 +326,18 @@ async def test_a_reader_cannot_write(make_slapd: MakeSlapd) -> None:
 def test_changes_are_plain_values() -> None:
     assert Changes("t").changed == () and MODIFY_ADD == "MODIFY_ADD"
     assert person_ldif(1).startswith("dn: uid=user000001,")
+
+
+async def test_an_attribute_the_schema_lacks_is_a_clear_rejection(make_slapd: MakeSlapd) -> None:
+    server = make_slapd(people=1)
+    for attribute, reason in (("noSuchAttribute", "undefinedAttributeType"), ("ipPhone", "objectClass")):
+        # ipPhone exists, but person entries here lack the auxiliary class that allows it.
+        ldap = connector(server, bind_dn=WRITER_DN, attributes={"sip": [attribute]})
+        (person,) = (await ldap.changes(None)).changed
+        if attribute == "ipPhone":
+            admin = admin_connection(server)
+            admin.modify(person.href, {"objectClass": [("MODIFY_DELETE", ["adUser"])]})
+            admin.unbind()
+            (person,) = (await ldap.changes(None)).changed
+        with pytest.raises(Rejected, match=f"refused by the directory's schema.*{reason}"):
+            await ldap.update(person.href, person.replace(sip=("100",)), person.etag)

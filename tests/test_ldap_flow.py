@@ -3,6 +3,7 @@ changes in the directory reach the phones through incremental sync."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -154,3 +155,50 @@ async def test_directory_changes_reach_the_document_incrementally(
         assert await engine.document("tbook", ALICE) is after
     finally:
         await engine.stop()
+
+
+async def test_a_slow_first_pull_does_not_hold_up_serving(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    make_slapd: MakeSlapd,
+    tmp_path: Path,
+) -> None:
+    server = make_slapd(people=5000)
+    config = ldap_config(tmp_path, server)
+    config = config.model_copy(
+        update={"server": config.server.model_copy(update={"startup_sync_wait": 0.001})}
+    )
+    client = await aiohttp_client(create_app(config))
+    first = await client.get(URL)  # the 5,000-entry pull takes far longer than this
+    assert first.status == 503 and first.headers["Retry-After"]
+    for _ in range(600):
+        response = await client.get(URL)
+        if response.status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert response.status == 200
+    assert len(counterpath.parse(await response.read())) == 1000  # capped at max_entries
+
+
+async def test_by_default_a_phone_cannot_delete_people_from_ldap(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    make_slapd: MakeSlapd,
+    tmp_path: Path,
+) -> None:
+    server = make_slapd(people=3)
+    config = ldap_config(tmp_path, server)
+    source = config.sources["people"].model_copy(update={"allow_delete": None})
+    client = await aiohttp_client(
+        create_app(config.model_copy(update={"sources": {"people": source}}))
+    )
+    entries = counterpath.parse(await (await client.get(URL)).read())
+    response = await client.put(URL, data=counterpath.render(entries[1:]))
+    assert response.status == 200
+    admin = admin_connection(server)
+    admin.search(PEOPLE, "(objectClass=inetOrgPerson)", attributes=["uid"])
+    assert len(admin.entries) == 3
+    admin.unbind()
+    # The entry the phone dropped comes back at its next fetch.
+    refetched = counterpath.parse(
+        await (await client.get(URL, headers={"If-None-Match": response.headers["ETag"]})).read()
+    )
+    assert len(refetched) == 3

@@ -26,13 +26,6 @@ PEOPLE = f"ou=people,{SUFFIX}"
 CONTACTS = f"ou=phone-contacts,{SUFFIX}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Slapd:
     folder: Path

@@ -1,0 +1,63 @@
+"""Helpers shared by the benchmarks: timing, percentiles, a running gateway process."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+
+
+def best_of(runs: int, work: Callable[[], object]) -> float:
+    """The fastest of `runs` timings: the least disturbed by other load on the machine."""
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+@contextmanager
+def gateway_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=120)
+
+
+async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    async with session.get(url) as response:
+        await response.read()
+        return response.status, time.perf_counter() - started

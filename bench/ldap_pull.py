@@ -1,0 +1,196 @@
+"""LDAP benchmark: the gateway's full pull beside `ldapsearch` pulling the same entries with
+the same attributes and page size from the same slapd, in the same run; the cost of an
+incremental (content sync) pass that finds no change; and GET latency of a document served
+from memory while a 100k-entry pull runs, beside the same GETs idle.
+
+    .venv/bin/python -m bench.ldap_pull [--sizes 10000 100000] [--runs 3]
+
+Needs slapd and ldap-utils (`make test-servers`). Prints a table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import trustme
+
+from bench.common import best_of, gateway_process, percentiles, timed_get
+from connectors.ldap import LdapConnector
+from connectors.ldap_settings import LdapSettings
+from tests.ldap import server as slapd
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_SIZE = 500
+
+
+def start_slapd(folder: Path, people: int) -> slapd.Slapd:
+    ca = trustme.CA()
+    slapd.write_config(folder, ca)
+    slapd.seed(folder, slapd.base_ldif() + "".join(slapd.person_ldif(i) for i in range(people)))
+    server = slapd.Slapd(folder, free_port(), free_port(), ca)
+    server.start()
+    return server
+
+
+def settings(server: slapd.Slapd) -> LdapSettings:
+    return LdapSettings.model_validate(
+        {
+            "url": server.url,
+            "bind_dn": slapd.READER_DN,
+            "password": slapd.SERVICE_PASSWORD,
+            "base_dn": slapd.PEOPLE,
+            "page_size": PAGE_SIZE,
+        }
+    )
+
+
+def ldapsearch(server: slapd.Slapd, attributes: list[str]) -> None:
+    subprocess.run(
+        [
+            "ldapsearch",
+            "-LLL",
+            "-x",
+            "-H",
+            server.url,
+            "-D",
+            slapd.READER_DN,
+            "-w",
+            slapd.SERVICE_PASSWORD,
+            "-b",
+            slapd.PEOPLE,
+            "-E",
+            f"pr={PAGE_SIZE}/noprompt",
+            "(objectClass=inetOrgPerson)",
+            *attributes,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def gateway_pull(connector: LdapConnector, expected: int) -> str:
+    result = asyncio.run(connector.changes(None))
+    assert len(result.changed) == expected, len(result.changed)
+    return result.token
+
+
+def gateway_no_change(connector: LdapConnector, token: str) -> None:
+    result = asyncio.run(connector.changes(token))
+    assert not result.changed and not result.deleted and result.present is None
+
+
+async def latency(
+    server: slapd.Slapd, folder: Path, requests: int
+) -> dict[str, tuple[float, float]]:
+    port = free_port()
+    config = folder / "gateway.toml"
+    (folder / "contacts").mkdir(exist_ok=True)
+    for card in (ROOT / "config" / "contacts").glob("*.vcf"):
+        shutil.copy(card, folder / "contacts")
+    config.write_text(f"""
+[server]
+listen = "127.0.0.1:{port}"
+startup_sync_wait = "0s"
+[sources.demo]
+type = "vcard-dir"
+path = "contacts"
+[sources.people]
+type = "ldap"
+url = "{server.url}"
+bind_dn = "{slapd.READER_DN}"
+password = "{slapd.SERVICE_PASSWORD}"
+base_dn = "{slapd.PEOPLE}"
+page_size = {PAGE_SIZE}
+interval = "1d"
+read_only = true
+[documents.demo]
+name = "demo.xml"
+sources = ["demo"]
+[documents.people]
+name = "people.xml"
+sources = ["people"]
+""")
+    base = f"http://127.0.0.1:{port}/users/sip:bench@example.com"
+    results: dict[str, tuple[float, float]] = {}
+    with gateway_process(config, folder / "gateway.log") as process:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit((folder / "gateway.log").read_text())
+                try:
+                    if (await timed_get(session, f"{base}/demo.xml"))[0] == 200:
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            busy: list[float] = []
+            while (await timed_get(session, f"{base}/people.xml"))[0] == 503 and len(
+                busy
+            ) < 100_000:
+                busy.append((await timed_get(session, f"{base}/demo.xml"))[1])
+            idle = [
+                (await timed_get(session, f"{base}/demo.xml"))[1]
+                for _ in range(max(requests, len(busy)))
+            ]
+    results["during the pull"] = percentiles(busy)
+    results["idle"] = percentiles(idle)
+    results["requests during the pull"] = (float(len(busy)), 0.0)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency-requests", type=int, default=2000)
+    args = parser.parse_args()
+    slapd.ensure_installed()
+    print(
+        f"{'entries':>8} {'ldapsearch s':>13} {'gateway s':>10} {'ratio':>6} "
+        f"{'no-change sync ms':>18}"
+    )
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as temp:
+            measure(
+                Path(temp), size, args.runs, args.latency_requests if size == max(args.sizes) else 0
+            )
+
+
+def measure(folder: Path, size: int, runs: int, latency_requests: int) -> None:
+    server = start_slapd(folder, size)
+    try:
+        connector = LdapConnector("people", settings(server))
+        reference = best_of(runs, lambda: ldapsearch(server, connector.attributes))
+        ours = best_of(runs, lambda: gateway_pull(connector, size))
+        token = gateway_pull(connector, size)
+        unchanged = best_of(runs, lambda: gateway_no_change(connector, token))
+        print(
+            f"{size:>8} {reference:>13.2f} {ours:>10.2f} {ours / reference:>6.1f} "
+            f"{unchanged * 1000:>18.1f}",
+            flush=True,
+        )
+        if latency_requests:
+            started = time.perf_counter()
+            figures = asyncio.run(latency(server, folder, latency_requests))
+            count = int(figures.pop("requests during the pull")[0])
+            print(
+                f"\nGET of a 28-entry document while the {size}-entry pull runs "
+                f"({count} requests, {time.perf_counter() - started:.0f} s in all):"
+            )
+            for label, (p50, p99) in figures.items():
+                print(f"  {label:<16} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
