@@ -80,13 +80,15 @@ class InvalidToken(ConnectorError):
 class Changes:
     """What `Connector.changes` found. `complete`: `changed` is every contact there is.
     Otherwise apply `changed` (by uid, so a moved entry replaces its old href), drop the
-    uids in `deleted`, and when `present` is given drop every uid that is in neither."""
+    uids in `deleted` and the hrefs in `deleted_hrefs`, and when `present` is given drop
+    every uid that is in neither."""
 
     token: str
     changed: tuple[Contact, ...] = ()
     deleted: frozenset[str] = frozenset()
     present: frozenset[str] | None = None
     complete: bool = False
+    deleted_hrefs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

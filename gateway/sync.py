@@ -114,13 +114,15 @@ class SourceState:
             return {c.href: c for c in result.changed}
         # Sources may send again what did not change (a timestamp filter includes its bound).
         changed = [c for c in result.changed if self.contacts.get(c.href) != c]
-        if not (changed or result.deleted or result.present is not None):
+        if not (changed or result.deleted or result.deleted_hrefs or result.present is not None):
             return self.contacts
         gone = set(result.deleted) | {c.uid for c in changed}
         contacts = {
             href: c
             for href, c in self.contacts.items()
-            if c.uid not in gone and (result.present is None or c.uid in result.present)
+            if c.uid not in gone
+            and href not in result.deleted_hrefs
+            and (result.present is None or c.uid in result.present)
         }
         contacts.update((c.href, c) for c in changed)
         return contacts

@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 from gateway.config import Config, load_config
+from tests.dav.servers import DavServer, start_radicale, start_xandikos
 from tests.ldap import server as ldap_server
 from tests.ldap.server import Slapd
 from tests.support import free_port
@@ -103,3 +104,32 @@ def make_slapd(
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def dav_servers() -> Iterator[list[DavServer]]:
+    """Servers a test started through `start_radicale` / `start_xandikos`, stopped after."""
+    started: list[DavServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def radicale(tmp_path_factory: pytest.TempPathFactory, dav_servers: list[DavServer]) -> DavServer:
+    """Radicale with alice (an empty book at /alice/contacts/), bob and a service account."""
+    server = start_radicale(
+        tmp_path_factory.mktemp("radicale"),
+        {"alice": "alice-pw", "bob": "bob-pw", "svc": "svc-pw"},
+        "from_file",
+    )
+    dav_servers.append(server)
+    server.make_book("/alice/contacts/", "alice")
+    return server
+
+
+@pytest.fixture
+def xandikos(tmp_path_factory: pytest.TempPathFactory, dav_servers: list[DavServer]) -> DavServer:
+    server = start_xandikos(tmp_path_factory.mktemp("xandikos"))
+    dav_servers.append(server)
+    return server

@@ -330,7 +330,10 @@ def test_changes_are_plain_values() -> None:
 
 async def test_an_attribute_the_schema_lacks_is_a_clear_rejection(make_slapd: MakeSlapd) -> None:
     server = make_slapd(people=1)
-    for attribute, reason in (("noSuchAttribute", "undefinedAttributeType"), ("ipPhone", "objectClass")):
+    for attribute, reason in (
+        ("noSuchAttribute", "undefinedAttributeType"),
+        ("ipPhone", "objectClass"),
+    ):
         # ipPhone exists, but person entries here lack the auxiliary class that allows it.
         ldap = connector(server, bind_dn=WRITER_DN, attributes={"sip": [attribute]})
         (person,) = (await ldap.changes(None)).changed

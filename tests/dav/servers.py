@@ -1,0 +1,158 @@
+"""Real CardDAV servers for tests: Radicale (with accounts) and Xandikos (single user),
+each started in a temp folder on 127.0.0.1 and stopped at the end."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from base64 import b64encode
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support import free_port
+
+BIN = Path(sys.executable).parent
+ADDRESSBOOK_MKCOL = b"""<?xml version="1.0" encoding="utf-8"?>
+<mkcol xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><set><prop>
+<resourcetype><collection/><C:addressbook/></resourcetype><displayname>%s</displayname>
+</prop></set></mkcol>"""
+
+
+@dataclass
+class DavServer:
+    folder: Path
+    port: int
+    users: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("server exited:\n" + (self.folder / "server.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        user: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """A plain HTTP request with the standard library, for seeding and checking."""
+        req = urllib.request.Request(
+            self.origin + path, data=body or None, method=method, headers=dict(headers or {})
+        )
+        if user is not None:
+            token = b64encode(f"{user}:{self.users[user]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=20) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), dict(error.headers)
+
+    def make_book(self, path: str, user: str | None = None, name: str = "Contacts") -> None:
+        status, body, _ = self.request(
+            "MKCOL",
+            path,
+            ADDRESSBOOK_MKCOL % name.encode(),
+            user,
+            {"Content-Type": "application/xml"},
+        )
+        assert status == 201, (status, body)
+
+    def put_card(self, path: str, text: str, user: str | None = None) -> str:
+        status, body, headers = self.request(
+            "PUT", path, text.encode(), user, {"Content-Type": "text/vcard"}
+        )
+        assert status in (201, 204), (status, body)
+        return headers.get("ETag", "")
+
+
+def start_radicale(folder: Path, users: dict[str, str], rights: str = "owner_only") -> DavServer:
+    server = DavServer(folder, free_port(), users)
+    (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    extra = ""
+    if rights == "from_file":
+        # The service account reads and writes everyone's books; others only their own.
+        (folder / "rights").write_text(
+            "[service]\nuser: svc\ncollection: .*\npermissions: RrWw\n\n"
+            "[owner]\nuser: .+\ncollection: {user}(/.*)?\npermissions: RrWw\n\n"
+            "[root]\nuser: .+\ncollection:\npermissions: R\n"
+        )
+        extra = f"file = {folder}/rights\n"
+    (folder / "config").write_text(f"""[server]
+hosts = 127.0.0.1:{server.port}
+[auth]
+type = htpasswd
+htpasswd_filename = {folder}/users
+htpasswd_encryption = plain
+delay = 0
+[storage]
+filesystem_folder = {folder}/collections
+[rights]
+type = {rights}
+{extra}[logging]
+level = warning
+""")
+    with open(folder / "server.log", "wb") as log:
+        server.process = subprocess.Popen(
+            [sys.executable, "-m", "radicale", "--config", str(folder / "config")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server.wait()
+    return server
+
+
+def start_xandikos(folder: Path) -> DavServer:
+    server = DavServer(folder, free_port())
+    with open(folder / "server.log", "wb") as log:
+        server.process = subprocess.Popen(
+            [
+                str(BIN / "xandikos"),
+                "serve",
+                "--defaults",
+                "-d",
+                str(folder / "data"),
+                "--state-dir",
+                str(folder / "state"),
+                "-l",
+                "127.0.0.1",
+                "-p",
+                str(server.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server.wait()
+    return server
+
+
+def vcard(uid: str, name: str, *lines: str) -> str:
+    body = "".join(line + "\r\n" for line in lines)
+    return f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\n{body}END:VCARD\r\n"
