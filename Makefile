@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config bench-ldap clean
+.PHONY: run test test-servers lint check-config bench-ldap bench-carddav clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: $(BIN)/.installed test-servers lint
 
 bench-ldap: $(BIN)/.installed test-servers
 	$(BIN)/python -m bench.ldap_pull
+
+bench-carddav: $(BIN)/.installed
+	$(BIN)/python -m bench.carddav_sync
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
