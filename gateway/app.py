@@ -25,8 +25,6 @@ def create_app(config: Config) -> web.Application:
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
     engine = app[keys.ENGINE]
-    config = app[keys.CONFIG]
-    config.server.state_dir.mkdir(parents=True, exist_ok=True)
     await engine.start()
     try:
         yield

@@ -5,14 +5,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.config import DocumentConfig
-from gateway.entry import Entry, contact_to_entry
+from gateway.entry import Entry, contact_to_entry, number_key
 from gateway.logs import event
 from gateway.model import UserRef
-from gateway.sync import Sources, SourceState
+from gateway.numbers import NumberFormat
+from gateway.source_state import SourceState
+from gateway.sync import Sources
 from gateway.xcap import counterpath
 
 
@@ -32,6 +34,8 @@ class Rendered:
     gzipped: bytes
     etag: str
     inputs: tuple[tuple[int, int], ...]
+    #: How numbers were shown, so a phone's edit can be mapped back to stored numbers.
+    numbers: NumberFormat
 
 
 def etag_of(body: bytes) -> str:
@@ -57,6 +61,7 @@ class Composer:
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
         self._cache: dict[tuple[str, str], Rendered] = {}
+        self._formats: dict[str, NumberFormat] = {}
 
     async def states(self, document: DocumentConfig, user: UserRef) -> list[SourceState]:
         return [
@@ -88,18 +93,25 @@ class Composer:
     ) -> Rendered:
         entries: dict[str, Entry] = {}
         origins: dict[str, Origin] = {}
-        left_out = 0
-        # Sources in priority order: when the cap bites, the first sources win.
+        numbers = self._formats.setdefault(key, document.numbers())
+        seen_keys: set[str] = set()  # dedupe keys of the sources already composed
+        left_out = folded = 0
+        # Sources in priority order: duplicates and the cap keep the earlier sources' entries.
         for state in states:
+            keys_here: set[str] = set()
             for contact in sorted(state.contacts.values(), key=lambda c: c.href):
-                entry = contact_to_entry(contact, state.config.category)
-                if entry.entry_id in entries:
+                entry = contact_to_entry(contact, state.config.category, numbers)
+                keys = dedupe_keys(entry, document.dedupe_by)
+                if entry.entry_id in entries or keys & seen_keys:
+                    folded += entry.entry_id not in entries
                     continue
                 if len(entries) >= document.max_entries:
                     left_out += 1
                     continue
+                keys_here |= keys
                 entries[entry.entry_id] = entry
                 origins[entry.entry_id] = Origin(state.name, contact.href)
+            seen_keys |= keys_here
         if left_out:
             event(
                 "document_capped",
@@ -111,4 +123,20 @@ class Composer:
                 max_entries=document.max_entries,
             )
         body = render_entries(entries)
-        return Rendered(entries, origins, body, gzip.compress(body, mtime=0), etag_of(body), inputs)
+        return Rendered(
+            entries, origins, body, gzip.compress(body, mtime=0), etag_of(body), inputs, numbers
+        )
+
+
+def dedupe_keys(entry: Entry, by: Sequence[str]) -> set[str]:
+    """What makes two entries of different sources the same person: the first email, and
+    the first number (mobile, else business, else home), as shown."""
+    keys = set()
+    if "email" in by and (email := entry.get("email_address")):
+        keys.add("email:" + str(email).strip().lower())
+    if "number" in by:
+        for field in ("mobile_number", "business_number", "home_number"):
+            if numbers := entry.get(field):
+                keys.add("number:" + number_key(numbers[0]))
+                break
+    return keys

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config_types import ConfigPath, Duration, PositiveDuration
 from gateway.connector import (
@@ -24,6 +32,7 @@ from gateway.connector import (
     UnknownConnectorType,
     load_connector_class,
 )
+from gateway.numbers import NumberFormat
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
@@ -95,6 +104,10 @@ class SourceConfig(_Strict):
 
     type: str
     interval: PositiveDuration = 900.0
+    #: First retry after a failed sync; doubles with each failure, up to `interval`.
+    retry_interval: PositiveDuration = 30.0
+    #: A sync that would drop more than this share of the entries is held back.
+    max_shrink: float = Field(default=0.5, gt=0, le=1)
     read_only: bool = False
     allow_delete: bool | None = None
     category: str | None = None
@@ -117,6 +130,31 @@ class DocumentConfig(_Strict):
     sources: list[str] = Field(min_length=1)
     write_to: str | None = None
     max_entries: int = Field(default=1000, gt=0)
+    #: Fold an entry into an earlier source's entry with the same first email / first number.
+    dedupe_by: list[Literal["email", "number"]] = []
+    number_format: Literal["as-stored", "e164", "national"] = "as-stored"
+    #: ISO 3166 region for numbers written without a country code, e.g. "DE".
+    default_region: str | None = None
+    #: Dialled before every outside number in national format (a PBX's "0").
+    outside_line_prefix: str = ""
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f'{value!r} is not a region code like "DE" or "US"')
+        return value.upper() if value else None
+
+    @model_validator(mode="after")
+    def _region_for_formats(self) -> DocumentConfig:
+        if self.number_format != "as-stored" and self.default_region is None:
+            raise ValueError(
+                f'number_format = "{self.number_format}" needs default_region (e.g. "DE")'
+            )
+        return self
+
+    def numbers(self) -> NumberFormat:
+        return NumberFormat(self.number_format, self.default_region, self.outside_line_prefix)
 
     @field_validator("auid")
     @classmethod

@@ -10,6 +10,8 @@ from gateway.entry import Entry
 from gateway.logs import event
 from gateway.merge import diff_document, with_entry_ids
 from gateway.model import UserRef
+from gateway.store import FILE_NAME as STORE_FILE
+from gateway.store import Store
 from gateway.sync import Sources
 from gateway.writeback import WriteBack
 
@@ -26,12 +28,18 @@ class Engine:
         self.sources = Sources(config)
         self.composer = Composer(self.sources)
         self.writeback = WriteBack(self.sources)
+        self.store: Store | None = None
 
     async def start(self) -> None:
+        """Open the state database and start syncing (render and tests may skip this)."""
+        self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = self.sources.store = Store(self.config.server.state_dir / STORE_FILE)
         await self.sources.start(self.config.server.startup_sync_wait)
 
     async def stop(self) -> None:
         await self.sources.stop()
+        if self.store is not None:
+            self.store.close()
 
     def find_document(self, auid: str, name: str) -> tuple[str, DocumentConfig] | None:
         return self.config.document_at(auid, name)

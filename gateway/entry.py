@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.model import KNOWN_CATEGORIES, Contact, effective_entry_id
+from gateway.numbers import NumberFormat
 
 FieldValue = str | tuple[str, ...]
 
@@ -80,7 +81,12 @@ def display_name_of(contact: Contact) -> str:
     return contact.emails[0] if contact.emails else ""
 
 
-def contact_to_entry(contact: Contact, default_category: str | None = None) -> Entry:
+AS_STORED = NumberFormat()
+
+
+def contact_to_entry(
+    contact: Contact, default_category: str | None = None, numbers: NumberFormat = AS_STORED
+) -> Entry:
     fields: dict[str, FieldValue] = {}
     for prop, attr in TEXT_FIELDS.items():
         if value := getattr(contact, attr):
@@ -91,7 +97,9 @@ def contact_to_entry(contact: Contact, default_category: str | None = None) -> E
     for prop, kind in NUMBER_FIELDS.items():
         # A number repeated inside one entry makes phones slow and shows twice: keep the first.
         unique = []
-        for number in contact.numbers(kind):
+        for stored in contact.numbers(kind):
+            # SIP addresses are shown as they are; telephone numbers in the document's format.
+            number = stored if kind == "sip" else numbers(stored)
             key = number_key(number)
             if key and key not in seen:
                 seen.add(key)
@@ -131,6 +139,7 @@ def apply_entry(
     before: Entry | None,
     after: Entry,
     default_category: str | None = None,
+    numbers: NumberFormat = AS_STORED,
 ) -> Contact:
     """`contact` with the fields that differ between `before` (what the phone was served;
     None for a new entry) and `after` (what it sent) applied; other fields untouched."""
@@ -149,7 +158,8 @@ def apply_entry(
             changes["emails"] = ((str(new),) if new else ()) + rest
         elif name in NUMBER_FIELDS:
             attr = NUMBER_FIELDS[name]
-            changes[attr] = _apply_numbers(contact.numbers(attr), _tuple(old), _tuple(new))
+            view = AS_STORED if attr == "sip" else numbers
+            changes[attr] = _apply_numbers(contact.numbers(attr), _tuple(old), _tuple(new), view)
         elif name == "category":
             changes["categories"] = _apply_category(
                 contact.categories, str(old), str(new), default_category
@@ -173,14 +183,14 @@ def _tuple(value: FieldValue) -> tuple[str, ...]:
 
 
 def _apply_numbers(
-    stored: tuple[str, ...], before: tuple[str, ...], after: tuple[str, ...]
+    stored: tuple[str, ...], before: tuple[str, ...], after: tuple[str, ...], view: NumberFormat
 ) -> tuple[str, ...]:
     # A list diff, not a replace: numbers the phone was never shown (hidden as duplicates)
-    # stay where they are upstream.
+    # stay where they are upstream. Stored numbers are compared in the form the phone saw.
     removed = {number_key(n) for n in before} - {number_key(n) for n in after}
-    kept = [n for n in stored if number_key(n) not in removed]
-    present = {number_key(n) for n in kept}
-    added = [n for n in after if number_key(n) not in present]
+    kept = [n for n in stored if number_key(view(n)) not in removed]
+    present = {number_key(view(n)) for n in kept}
+    added = [view.stored(n) for n in after if number_key(n) not in present]
     return tuple(kept + added)
 
 

@@ -29,3 +29,5 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # APScheduler says "Running job …" at every run; our own sync events say more.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -17,6 +17,7 @@ from gateway.entry import apply_entry
 from gateway.logs import event
 from gateway.merge import Change, Create, Update
 from gateway.model import Contact, UserRef
+from gateway.numbers import NumberFormat
 from gateway.sync import Sources
 
 #: How often an update is re-read and re-applied when upstream changed under it.
@@ -42,11 +43,13 @@ class WriteBack:
             context = {"document": key, "user": user.xui, "entry": entry_id}
             try:
                 if isinstance(change, Create):
-                    outcome = await self._create(document, user, change, context)
+                    outcome = await self._create(document, user, change, context, rendered.numbers)
                 else:
                     origin = rendered.origins[entry_id]
                     if isinstance(change, Update):
-                        outcome = await self._update(origin, user, change, context)
+                        outcome = await self._update(
+                            origin, user, change, context, rendered.numbers
+                        )
                     else:
                         outcome = await self._delete(origin, user, context)
             except ConnectorError as exc:
@@ -63,7 +66,12 @@ class WriteBack:
         return outcomes
 
     async def _create(
-        self, document: DocumentConfig, user: UserRef, change: Create, context: dict[str, str]
+        self,
+        document: DocumentConfig,
+        user: UserRef,
+        change: Create,
+        context: dict[str, str],
+        numbers: NumberFormat,
     ) -> str:
         if document.write_to is None:
             event("create_ignored", logging.WARNING, **context, reason="document has no write_to")
@@ -74,6 +82,7 @@ class WriteBack:
             None,
             change.entry,
             state.config.category,
+            numbers,
         )
         async with state.lock:
             try:
@@ -82,12 +91,17 @@ class WriteBack:
                 # A retried create: the first one landed; the next sync shows it.
                 event("create_exists", **context, source=state.name)
                 return "created"
-            state.stored(stored)
+            await state.stored(stored)
         event("created", **context, source=state.name, href=stored.href)
         return "created"
 
     async def _update(
-        self, origin: Origin, user: UserRef, change: Update, context: dict[str, str]
+        self,
+        origin: Origin,
+        user: UserRef,
+        change: Update,
+        context: dict[str, str],
+        numbers: NumberFormat,
     ) -> str:
         state = self.sources.state(origin.source, user)
         if state.config.read_only:
@@ -99,7 +113,9 @@ class WriteBack:
                 if current is None:
                     event("edit_ignored", **context, source=state.name, reason="deleted upstream")
                     return "ignored"
-                wanted = apply_entry(current, change.before, change.after, state.config.category)
+                wanted = apply_entry(
+                    current, change.before, change.after, state.config.category, numbers
+                )
                 if wanted.same_content(current):
                     return "unchanged"
                 try:
@@ -107,14 +123,14 @@ class WriteBack:
                 except WrongEtag:
                     # Changed upstream meanwhile: apply the phone's fields to the new version.
                     try:
-                        state.stored(await state.connector.get(origin.href))
+                        await state.stored(await state.connector.get(origin.href))
                     except NotFound:
-                        state.removed(origin.href)
+                        await state.removed(origin.href)
                     continue
                 except NotFound:
-                    state.removed(origin.href)
+                    await state.removed(origin.href)
                     continue
-                state.stored(stored)
+                await state.stored(stored)
                 event("updated", **context, source=state.name, href=origin.href)
                 return "updated"
         event(
@@ -143,7 +159,7 @@ class WriteBack:
                 # Edited upstream since the phone saw it: keep the newer version.
                 event("delete_ignored", **context, source=state.name, reason="changed upstream")
                 return "ignored"
-            state.removed(origin.href)
+            await state.removed(origin.href)
         event("deleted", **context, source=state.name, href=origin.href)
         return "deleted"
 

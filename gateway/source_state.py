@@ -1,0 +1,243 @@
+"""One source instance: its last good snapshot, how it is refreshed, and where it is kept.
+
+A snapshot is replaced only by a complete, successful sync. A failed sync keeps the last
+good data; so does a sync that would suddenly drop more than `max_shrink` of the entries
+(held back and reported until it is accepted). Every accepted change is written to the
+store with the sync token, so a restart serves at once and resumes incrementally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from gateway.config import SourceConfig
+from gateway.connector import Connector, ConnectorError, InvalidToken
+from gateway.logs import event
+from gateway.model import Contact, UserRef
+from gateway.store import Store
+
+#: Below this many entries a shrink is not suspicious (a small book emptied on purpose).
+SHRINK_MIN_ENTRIES = 10
+
+
+def fingerprint(config: SourceConfig) -> str:
+    """Changes when anything that decides which contacts a source yields changes."""
+    settings = config.settings.model_dump(mode="json")  # secrets come out masked
+    text = json.dumps({"type": config.type, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class SourceState:
+    """One connector instance and its contacts by href. `version` changes with the contacts."""
+
+    def __init__(
+        self, name: str, config: SourceConfig, connector: Connector[Any], store: Store | None = None
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.connector = connector
+        self.store = store
+        self.fingerprint = fingerprint(config)
+        self.contacts: dict[str, Contact] = {}
+        self.version = 0
+        self.synced_at: float | None = None
+        self.last_error: str | None = None
+        self.failures = 0
+        #: The incremental sync position, for connectors that offer one.
+        self.token: str | None = None
+        #: Set while a suspicious shrink is held back: (entries now, entries the sync found).
+        self.held_back: tuple[int, int] | None = None
+        self.accept_shrink = False
+        self.loaded = store is None
+        #: Held by a sync and by writes, so a sync never drops a contact just written.
+        self.lock = asyncio.Lock()
+
+    @property
+    def user(self) -> UserRef | None:
+        return self.connector.user
+
+    @property
+    def user_key(self) -> str:
+        return self.user.xui if self.user else ""
+
+    @property
+    def has_data(self) -> bool:
+        return self.synced_at is not None
+
+    async def load(self) -> None:
+        """Take the stored snapshot, if any, as the last good data (once)."""
+        if self.loaded or self.store is None:
+            return
+        snapshot = await asyncio.to_thread(
+            self.store.load, self.name, self.user_key, self.fingerprint
+        )
+        self.loaded = True
+        if snapshot is not None and not self.has_data:
+            self.contacts, self.token, self.synced_at = (
+                snapshot.contacts,
+                snapshot.token,
+                snapshot.synced_at,
+            )
+            self.version += 1
+            event(
+                "snapshot_loaded",
+                source=self.name,
+                user=self.user.xui if self.user else None,
+                entries=len(self.contacts),
+            )
+
+    async def refresh(self) -> bool:
+        """Sync from upstream (one run at a time); True when the contacts changed."""
+        await self.load()
+        async with self.lock:
+            started = time.monotonic()
+            token = self.token
+            try:
+                if self.connector.capabilities.incremental:
+                    contacts = await self._pull_changes()
+                else:
+                    contacts = await self._pull_listing()
+            except ConnectorError as exc:
+                self.token = token
+                self.failures += 1
+                self.last_error = str(exc)
+                event(
+                    "sync_failed",
+                    logging.ERROR,
+                    source=self.name,
+                    user=self._xui,
+                    error=type(exc).__name__,
+                    detail=str(exc),
+                    failures=self.failures,
+                )
+                return False
+            if contacts is not self.contacts and self._suspicious_shrink(len(contacts)):
+                self.token = token  # resume from before this result next time
+                return False
+            self.failures, self.last_error, self.held_back = 0, None, None
+            return await self._accept(contacts, token, started)
+
+    def _suspicious_shrink(self, found: int) -> bool:
+        had = len(self.contacts)
+        limit = self.config.max_shrink
+        if self.accept_shrink or had < SHRINK_MIN_ENTRIES or found >= had * (1 - limit):
+            self.accept_shrink = False
+            return False
+        self.held_back = (had, found)
+        self.last_error = (
+            f"held back: the source now has {found} entries instead of {had}; "
+            f"run `xcap-gateway sync --source {self.name} --accept-shrink` if that is right"
+        )
+        event(
+            "sync_held_back",
+            logging.WARNING,
+            source=self.name,
+            user=self._xui,
+            entries=had,
+            found=found,
+            max_shrink=limit,
+        )
+        return True
+
+    async def _accept(
+        self, contacts: dict[str, Contact], token: str | None, started: float
+    ) -> bool:
+        changed_token = self.token != token
+        self.synced_at = time.time()
+        if contacts is self.contacts:  # nothing changed: cost independent of size
+            if changed_token:
+                await self._persist([], [])
+            return False
+        old = self.contacts
+        upserts = [c for href, c in contacts.items() if old.get(href) != c]
+        deletes = [href for href in old if href not in contacts]
+        added = sum(1 for c in upserts if c.href not in old)
+        if self.version and not upserts and not deletes:
+            if changed_token:
+                await self._persist([], [])
+            return False
+        self.contacts = contacts
+        self.version += 1
+        await self._persist(upserts, deletes)
+        event(
+            "sync",
+            source=self.name,
+            user=self._xui,
+            entries=len(contacts),
+            added=added,
+            changed=len(upserts) - added,
+            deleted=len(deletes),
+            ms=round((time.monotonic() - started) * 1000),
+        )
+        return True
+
+    async def _persist(self, upserts: list[Contact], deletes: list[str]) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(
+                self.store.save,
+                self.name,
+                self.user_key,
+                self.fingerprint,
+                self.token,
+                self.synced_at,
+                upserts,
+                deletes,
+            )
+
+    async def _pull_listing(self) -> dict[str, Contact]:
+        """List (href, etag) and fetch only what is new or changed."""
+        listing = {href: etag async for href, etag in self.connector.list()}
+        stale = [
+            h for h, e in listing.items() if (c := self.contacts.get(h)) is None or c.etag != e
+        ]
+        fetched = {c.href: c for c in await self.connector.get_many(stale)}
+        if not fetched and listing.keys() == self.contacts.keys():
+            return self.contacts
+        contacts = {h: self.contacts[h] for h in listing if h in self.contacts and h not in fetched}
+        contacts.update(fetched)
+        return contacts
+
+    async def _pull_changes(self) -> dict[str, Contact]:
+        """Ask for what changed since the last token; a whole new pull when it expired."""
+        try:
+            result = await self.connector.changes(self.token)
+        except InvalidToken:
+            event("sync_token_expired", logging.WARNING, source=self.name, user=self._xui)
+            result = await self.connector.changes(None)
+        self.token = result.token
+        if result.complete:
+            return {c.href: c for c in result.changed}
+        # Sources may send again what did not change (a timestamp filter includes its bound).
+        changed = [c for c in result.changed if self.contacts.get(c.href) != c]
+        if not (changed or result.deleted or result.deleted_hrefs or result.present is not None):
+            return self.contacts
+        gone = set(result.deleted) | {c.uid for c in changed}
+        contacts = {
+            href: c
+            for href, c in self.contacts.items()
+            if c.uid not in gone
+            and href not in result.deleted_hrefs
+            and (result.present is None or c.uid in result.present)
+        }
+        contacts.update((c.href, c) for c in changed)
+        return contacts
+
+    async def stored(self, contact: Contact) -> None:
+        """Take a contact just written upstream into the snapshot (and the store)."""
+        self.contacts[contact.href] = contact
+        self.version += 1
+        await self._persist([contact], [])
+
+    async def removed(self, href: str) -> None:
+        if self.contacts.pop(href, None) is not None:
+            self.version += 1
+            await self._persist([], [href])
+
+    @property
+    def _xui(self) -> str | None:
+        return self.user.xui if self.user else None

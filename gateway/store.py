@@ -1,0 +1,156 @@
+"""The state database (SQLite under `state_dir`): each source instance's last good contacts
+and its incremental sync token, so a restart serves at once and resumes where it stopped.
+
+The schema is versioned with PRAGMA user_version; `MIGRATIONS[n]` takes version n to n+1.
+A snapshot is kept with a fingerprint of its source's configuration: when the
+configuration changes (another base_dn, another URL), the old snapshot is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.model import Contact
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE source_state (
+        source TEXT NOT NULL,
+        user TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        token TEXT,
+        synced_at REAL,
+        PRIMARY KEY (source, user)
+    );
+    CREATE TABLE contacts (
+        source TEXT NOT NULL,
+        user TEXT NOT NULL,
+        href TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (source, user, href)
+    );
+    """,
+]
+FILE_NAME = "xcap-gateway.sqlite3"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    contacts: dict[str, Contact]
+    token: str | None
+    synced_at: float | None
+
+
+def encode(contact: Contact) -> str:
+    return json.dumps(dataclasses.asdict(contact), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(text: str) -> Contact:
+    fields = json.loads(text)
+    for name, value in fields.items():
+        if isinstance(value, list):
+            fields[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return Contact(**fields)
+
+
+class Store:
+    """Blocking SQLite access; callers on the event loop go through asyncio.to_thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} was written by a newer xcap-gateway (schema {version}); "
+                "upgrade, or move the file away to start from scratch"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            self._db.executescript(
+                f"BEGIN; {MIGRATIONS[number]} PRAGMA user_version = {number + 1}; COMMIT;"
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def load(self, source: str, user: str, fingerprint: str) -> Snapshot | None:
+        """The stored snapshot, or None (never stored, or stored for another configuration)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT fingerprint, token, synced_at FROM source_state WHERE source=? AND user=?",
+                (source, user),
+            ).fetchone()
+            if row is None:
+                return None
+            if row[0] != fingerprint:
+                self._forget(source, user)
+                return None
+            contacts = {
+                href: decode(data)
+                for href, data in self._db.execute(
+                    "SELECT href, data FROM contacts WHERE source=? AND user=?", (source, user)
+                )
+            }
+        return Snapshot(contacts, row[1], row[2])
+
+    def save(
+        self,
+        source: str,
+        user: str,
+        fingerprint: str,
+        token: str | None,
+        synced_at: float | None,
+        upserts: Iterable[Contact] = (),
+        deletes: Iterable[str] = (),
+        replace_all: Mapping[str, Contact] | None = None,
+    ) -> None:
+        """Record a sync's outcome in one transaction: changed contacts, removed hrefs (or
+        every contact, with `replace_all`), and the token to resume from."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                if replace_all is not None:
+                    db.execute("DELETE FROM contacts WHERE source=? AND user=?", (source, user))
+                    upserts = replace_all.values()
+                db.executemany(
+                    "DELETE FROM contacts WHERE source=? AND user=? AND href=?",
+                    ((source, user, href) for href in deletes),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO contacts (source, user, href, data) VALUES (?, ?, ?, ?)",
+                    ((source, user, c.href, encode(c)) for c in upserts),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO source_state (source, user, fingerprint, token, synced_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (source, user, fingerprint, token, synced_at),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def _forget(self, source: str, user: str) -> None:
+        self._db.execute("DELETE FROM contacts WHERE source=? AND user=?", (source, user))
+        self._db.execute("DELETE FROM source_state WHERE source=? AND user=?", (source, user))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
