@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import control, keys
 from gateway.config import Config
 from gateway.engine import Engine
 from gateway.xcap.views import xcap_handler
@@ -17,8 +17,10 @@ def create_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app[keys.ENGINE] = Engine(config)
     app.cleanup_ctx.append(_engine_lifetime)
+    app.cleanup_ctx.append(control.control_socket)
     # Outside any XCAP path: a document URI always has at least three segments.
-    app.router.add_get("/healthz", _alive)
+    app.router.add_get("/healthz", control.alive)
+    app.router.add_get("/readyz", control.ready)
     app.router.add_route("*", "/{tail:.*}", xcap_handler)
     return app
 
@@ -30,8 +32,3 @@ async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await engine.stop()
-
-
-async def _alive(request: web.Request) -> web.Response:
-    """Liveness: the process answers HTTP."""
-    return web.Response(text="ok\n")

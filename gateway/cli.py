@@ -8,13 +8,16 @@ import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from gateway import __version__, logs
 from gateway.app import create_app
 from gateway.compose import NotReady
 from gateway.config import Config, ConfigError, load_config, split_address
+from gateway.control import socket_path, sync_now
 from gateway.engine import Engine
 from gateway.model import UserRef
 
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         ("serve", "serve the configured documents to phones"),
         ("check-config", "validate the configuration and list every problem"),
         ("render", "print the document a user would get"),
+        ("sync", "sync sources now (through the running server, when there is one)"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
@@ -40,6 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument(
             "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
         )
+        if name == "sync":
+            command.add_argument(
+                "--source",
+                action="append",
+                default=[],
+                help="a [sources.NAME] key (repeatable; default: every shared source)",
+            )
+            command.add_argument(
+                "--accept-shrink",
+                action="store_true",
+                help="apply a sync that was held back for dropping many entries",
+            )
         if name == "render":
             command.add_argument("--document", required=True, help="a [documents.NAME] key")
             command.add_argument(
@@ -62,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "render":
         return asyncio.run(_render(config, args.document, args.user))
+    if args.command == "sync":
+        return asyncio.run(_sync(config, args.source, args.accept_shrink))
     return asyncio.run(_serve(config))
 
 
@@ -82,6 +100,47 @@ async def _render(config: Config, document: str, xui: str) -> int:
         await engine.stop()
     sys.stdout.buffer.write(rendered.body)
     return 0
+
+
+async def _sync(config: Config, names: list[str], accept_shrink: bool) -> int:
+    if unknown := [name for name in names if name not in config.sources]:
+        print(
+            f"no [sources.{unknown[0]}] in {config.path} (known: {', '.join(config.sources)})",
+            file=sys.stderr,
+        )
+        return 2
+    report = await _sync_through_server(config, names, accept_shrink)
+    if report is None:  # no server running: sync here, into the same state database
+        engine = Engine(config)
+        engine.open_store()
+        try:
+            report = await sync_now(engine, names, accept_shrink)
+        finally:
+            await engine.stop()
+    for name, outcome in report.items():
+        state = "ok" if outcome["ok"] else f"FAILED: {outcome['error']}"
+        print(f"{name}: {state} ({outcome['entries']} entries)")
+    return 0 if all(outcome["ok"] for outcome in report.values()) else 1
+
+
+async def _sync_through_server(
+    config: Config, names: list[str], accept_shrink: bool
+) -> dict[str, Any] | None:
+    path = socket_path(config.server.state_dir.resolve())
+    if not path.exists():
+        return None
+    query = [("source", name) for name in names] + [
+        ("accept_shrink", "1" if accept_shrink else "0")
+    ]
+    try:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session,
+            session.post("http://gateway/sync", params=query) as response,
+        ):
+            report: dict[str, Any] = await response.json()
+            return report
+    except aiohttp.ClientConnectionError:
+        return None  # a socket left behind by a server that is gone
 
 
 async def _serve(config: Config) -> int:

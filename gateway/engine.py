@@ -32,9 +32,13 @@ class Engine:
 
     async def start(self) -> None:
         """Open the state database and start syncing (render and tests may skip this)."""
-        self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = self.sources.store = Store(self.config.server.state_dir / STORE_FILE)
+        self.open_store()
         await self.sources.start(self.config.server.startup_sync_wait)
+
+    def open_store(self) -> None:
+        self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.config.server.state_dir / STORE_FILE)
+        self.sources.attach_store(self.store)
 
     async def stop(self) -> None:
         await self.sources.stop()

@@ -53,7 +53,7 @@ class SourceState:
         #: Set while a suspicious shrink is held back: (entries now, entries the sync found).
         self.held_back: tuple[int, int] | None = None
         self.accept_shrink = False
-        self.loaded = store is None
+        self.loaded = False
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
 

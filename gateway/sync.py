@@ -30,6 +30,12 @@ class Sources:
         self._states: dict[tuple[str, str], SourceState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def attach_store(self, store: Store) -> None:
+        """Keep snapshots in `store` from now on (instances made earlier included)."""
+        self.store = store
+        for state in self._states.values():
+            state.store = store
+
     def is_per_user(self, name: str) -> bool:
         return self._per_user[name]
 

@@ -1,0 +1,103 @@
+"""Operator endpoints: /healthz and /readyz on the main listener, and a control socket
+(a Unix socket in state_dir, reachable only by the gateway's own user) that
+`xcap-gateway sync` uses to make a running server sync now."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.engine import Engine
+from gateway.logs import event
+from gateway.source_state import SourceState
+
+SOCKET_NAME = "control.sock"
+#: sun_path is 108 bytes on Linux; a longer state_dir gets no control socket.
+MAX_SOCKET_PATH = 100
+
+
+async def alive(request: web.Request) -> web.Response:
+    """Liveness: the process answers HTTP."""
+    return web.Response(text="ok\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: every shared source has data (from the store or a sync)."""
+    engine = request.app[keys.ENGINE]
+    states = engine.sources.shared_states()
+    waiting = sorted(state.name for state in states if not state.has_data)
+    body = {"ready": not waiting, "waiting_for": waiting}
+    return web.json_response(body, status=503 if waiting else 200)
+
+
+def source_report(state: SourceState) -> dict[str, Any]:
+    return {
+        "ok": state.last_error is None and state.has_data,
+        "entries": len(state.contacts),
+        "synced_at": state.synced_at,
+        "error": state.last_error,
+        "held_back": list(state.held_back) if state.held_back else None,
+    }
+
+
+async def sync_now(engine: Engine, names: list[str], accept_shrink: bool) -> dict[str, Any]:
+    """Sync the named shared sources (all when empty) now, and report each."""
+    unknown = [name for name in names if name not in engine.config.sources]
+    if unknown:
+        raise KeyError(", ".join(unknown))
+    report = {}
+    for state in engine.sources.shared_states():
+        if names and state.name not in names:
+            continue
+        await state.load()
+        state.accept_shrink = accept_shrink
+        await state.refresh()
+        report[state.name] = source_report(state)
+    return report
+
+
+async def _sync(request: web.Request) -> web.Response:
+    engine = request.app[keys.ENGINE]
+    names = request.query.getall("source", [])
+    try:
+        report = await sync_now(engine, names, request.query.get("accept_shrink") == "1")
+    except KeyError as exc:
+        raise web.HTTPNotFound(text=f"no such source: {exc.args[0]}\n") from exc
+    return web.json_response(report)
+
+
+def control_app(engine: Engine) -> web.Application:
+    app = web.Application()
+    app[keys.ENGINE] = engine
+    app.router.add_post("/sync", _sync)
+    return app
+
+
+def socket_path(state_dir: Path) -> Path:
+    return state_dir / SOCKET_NAME
+
+
+async def control_socket(app: web.Application) -> AsyncIterator[None]:
+    """Serve `control_app` on state_dir/control.sock while the gateway runs."""
+    config = app[keys.CONFIG]
+    path = socket_path(config.server.state_dir.resolve())
+    runner: web.AppRunner | None = None
+    if len(str(path)) > MAX_SOCKET_PATH:
+        event("control_socket_skipped", logging.WARNING, path=path, reason="path too long")
+    else:
+        path.unlink(missing_ok=True)
+        runner = web.AppRunner(control_app(app[keys.ENGINE]), access_log=None)
+        await runner.setup()
+        await web.UnixSite(runner, str(path)).start()
+        path.chmod(0o600)
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+            path.unlink(missing_ok=True)
