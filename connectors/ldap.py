@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import concurrent.futures
 import json
+import multiprocessing
 import re
 import threading
 import time
@@ -91,9 +93,12 @@ class LdapConnector(Connector[LdapSettings]):
         return await asyncio.to_thread(self._with_connection, self._read_many, builtins.list(hrefs))
 
     async def changes(self, token: str | None) -> Changes:
-        if token is None:
-            return await asyncio.to_thread(self._full_pull)
-        return await asyncio.to_thread(self._changes_since, _decode_token(token))
+        # Decoding 100k entries is seconds of pure Python: in a worker thread it would hold
+        # the GIL against the event loop, so it runs in a separate process.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            _pull_processes(), _changes_in_process, self.source, self.settings, self.user, token
+        )
 
     async def create(self, contact: Contact) -> Contact:
         return await asyncio.to_thread(self._with_connection, self._create, contact)
@@ -306,6 +311,28 @@ class LdapConnector(Connector[LdapSettings]):
                 check(conn.result, f"add of {dn}")
                 return self._read_contact(conn, dn)
         raise Unavailable("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+_POOL: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _pull_processes() -> concurrent.futures.ProcessPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        # spawn, not fork: the gateway's process has threads and an event loop.
+        _POOL = concurrent.futures.ProcessPoolExecutor(
+            max_workers=2, mp_context=multiprocessing.get_context("spawn")
+        )
+    return _POOL
+
+
+def _changes_in_process(
+    source: str, settings: LdapSettings, user: UserRef | None, token: str | None
+) -> Changes:
+    connector = LdapConnector(source, settings, user)
+    if token is None:
+        return connector._full_pull()
+    return connector._changes_since(_decode_token(token))
 
 
 def _fill(text: str, values: Mapping[str, str], escape: Callable[[str], str]) -> str:
