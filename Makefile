@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config bench-ldap bench-carddav clean
+.PHONY: run test test-servers lint check-config bench-ldap bench-carddav bench-poll clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench-ldap: $(BIN)/.installed test-servers
 
 bench-carddav: $(BIN)/.installed
 	$(BIN)/python -m bench.carddav_sync
+
+bench-poll: $(BIN)/.installed test-servers
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
+	$(BIN)/python -m bench.poll
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
