@@ -48,6 +48,7 @@ class SourceState:
         self.synced_at: float | None = None
         self.last_error: str | None = None
         self.failures = 0
+        self.attempted_at = 0.0
         #: The incremental sync position, for connectors that offer one.
         self.token: str | None = None
         #: Set while a suspicious shrink is held back: (entries now, entries the sync found).
@@ -96,6 +97,7 @@ class SourceState:
         await self.load()
         async with self.lock:
             started = time.monotonic()
+            self.attempted_at = time.time()
             token = self.token
             try:
                 if self.connector.capabilities.incremental:

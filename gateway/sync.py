@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.model import UserRef
-from gateway.scheduler import SyncScheduler
+from gateway.scheduler import SyncScheduler, retry_delay
 from gateway.source_state import SourceState
 from gateway.store import Store
 
@@ -63,6 +63,8 @@ class Sources:
         if not state.has_data:
             if state.lock.locked():
                 return state  # its first sync is under way: not ready yet, don't queue up
+            if state.failures and time.time() - state.attempted_at < retry_delay(state):
+                return state  # failed a moment ago: phones polling must not hammer upstream
             await state.refresh()
         elif state.user is not None and _older_than(state.synced_at, state.config.interval):
             state.synced_at = time.time()  # one background refresh at a time

@@ -236,3 +236,17 @@ sources = ["demo"]
         assert len(state.contacts) == 6  # the running server synced, not a second process
     finally:
         await runner.cleanup()
+
+
+async def test_a_failing_per_user_source_is_not_retried_on_every_poll(
+    make_config: ConfigFactory,
+) -> None:
+    extra = '[sources.mine]\ntype = "ldap"\nurl = "ldap://127.0.0.1:9"\nbase_dn = "ou={user}"\ntimeout = "2s"\nretry_interval = "1h"\n'
+    engine = await started(make_config(extra=extra, sources='["mine", "demo"]'))
+    try:
+        for _ in range(3):
+            with pytest.raises(Exception, match="no data yet from source mine"):
+                await engine.document("tbook", ALICE)
+        assert engine.sources.state("mine", ALICE).failures == 1  # tried once, then backed off
+    finally:
+        await engine.stop()
