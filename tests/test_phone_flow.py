@@ -256,12 +256,15 @@ async def test_no_data_yet_is_a_503_not_an_empty_directory(
     aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
 ) -> None:
     hidden = contacts_dir.rename(contacts_dir.with_name("later"))
-    client = await aiohttp_client(create_app(make_config()))
+    client = await aiohttp_client(create_app(make_config(source='retry_interval = "0.1s"')))
     for method in ("GET", "PUT"):
         response = await client.request(method, URL, data=counterpath.render([]))
         assert response.status == 503 and response.headers["Retry-After"] == "30"
     hidden.rename(contacts_dir)
-    response = await client.get(URL)
+    for _ in range(100):  # the next retry comes after retry_interval
+        if (response := await client.get(URL)).status == 200:
+            break
+        await asyncio.sleep(0.05)
     assert response.status == 200 and len(counterpath.parse(await response.read())) == 28
 
 
