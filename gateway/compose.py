@@ -7,12 +7,16 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.config import DocumentConfig
 from gateway.entry import Entry, contact_to_entry, number_key
 from gateway.logs import event
 from gateway.model import UserRef
 from gateway.numbers import NumberFormat
+
+if TYPE_CHECKING:
+    from gateway.outbox import Item, Outbox
 from gateway.source_state import SourceState
 from gateway.sync import Sources
 from gateway.xcap import counterpath
@@ -62,6 +66,14 @@ class Composer:
         self.sources = sources
         self._cache: dict[tuple[str, str], Rendered] = {}
         self._formats: dict[str, NumberFormat] = {}
+        #: Changes from phones not yet applied upstream, shown as if they were.
+        self.outbox: Outbox | None = None
+
+    def numbers_for(self, key: str) -> NumberFormat:
+        """The document's number format (one instance, so its cache is shared)."""
+        if key not in self._formats:
+            self._formats[key] = self.sources.config.documents[key].numbers()
+        return self._formats[key]
 
     async def states(self, document: DocumentConfig, user: UserRef) -> list[SourceState]:
         return [
@@ -74,6 +86,7 @@ class Composer:
         if missing := [state.name for state in states if not state.has_data]:
             raise NotReady(missing)
         inputs = tuple((id(state), state.version) for state in states)
+        inputs += ((0, self.outbox.version if self.outbox else 0),)
         per_user = any(self.sources.is_per_user(name) for name in document.sources)
         cache_key = (key, user.xui if per_user else "")
         cached = self._cache.get(cache_key)
@@ -82,6 +95,17 @@ class Composer:
         rendered = self._compose(key, document, states, inputs, user)
         self._cache[cache_key] = rendered
         return rendered
+
+    def _source_entries(
+        self, state: SourceState, numbers: NumberFormat
+    ) -> list[tuple[Entry, Origin]]:
+        listed: dict[str, tuple[Entry, Origin]] = {}
+        for contact in sorted(state.contacts.values(), key=lambda c: c.href):
+            entry = contact_to_entry(contact, state.config.category, numbers)
+            listed.setdefault(entry.entry_id, (entry, Origin(state.name, contact.href)))
+        if self.outbox is not None:
+            _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name)
+        return list(listed.values())
 
     def _compose(
         self,
@@ -93,14 +117,13 @@ class Composer:
     ) -> Rendered:
         entries: dict[str, Entry] = {}
         origins: dict[str, Origin] = {}
-        numbers = self._formats.setdefault(key, document.numbers())
+        numbers = self.numbers_for(key)
         seen_keys: set[str] = set()  # dedupe keys of the sources already composed
         left_out = folded = 0
         # Sources in priority order: duplicates and the cap keep the earlier sources' entries.
         for state in states:
             keys_here: set[str] = set()
-            for contact in sorted(state.contacts.values(), key=lambda c: c.href):
-                entry = contact_to_entry(contact, state.config.category, numbers)
+            for entry, origin in self._source_entries(state, numbers):
                 keys = dedupe_keys(entry, document.dedupe_by)
                 if entry.entry_id in entries or keys & seen_keys:
                     folded += entry.entry_id not in entries
@@ -110,7 +133,7 @@ class Composer:
                     continue
                 keys_here |= keys
                 entries[entry.entry_id] = entry
-                origins[entry.entry_id] = Origin(state.name, contact.href)
+                origins[entry.entry_id] = origin
             seen_keys |= keys_here
         if left_out:
             event(
@@ -126,6 +149,17 @@ class Composer:
         return Rendered(
             entries, origins, body, gzip.compress(body, mtime=0), etag_of(body), inputs, numbers
         )
+
+
+def _overlay(listed: dict[str, tuple[Entry, Origin]], pending: list[Item], source: str) -> None:
+    """Show changes not yet applied upstream as if they were, in the order they came."""
+    for item in pending:
+        if item.kind == "create" and item.after is not None:
+            listed[item.entry_id] = (item.after, Origin(source, ""))
+        elif item.kind == "update" and item.after is not None and item.entry_id in listed:
+            listed[item.entry_id] = (item.after, listed[item.entry_id][1])
+        elif item.kind == "delete":
+            listed.pop(item.entry_id, None)
 
 
 def dedupe_keys(entry: Entry, by: Sequence[str]) -> set[str]:

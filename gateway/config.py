@@ -137,6 +137,14 @@ class DocumentConfig(_Strict):
     default_region: str | None = None
     #: Dialled before every outside number in national format (a PBX's "0").
     outside_line_prefix: str = ""
+    #: Who wins when the phone and the upstream changed the same field.
+    conflict_policy: Literal["phone-wins", "upstream-wins"] = "phone-wins"
+    #: Answer 412 to a PUT whose If-Match is not the current ETag (RFC 4825) instead of
+    #: merging it against the version it names.
+    strict_etags: bool = False
+    #: Versions served per user and document kept as merge bases, and for how long.
+    keep_versions: int = Field(default=5, ge=1, le=100)
+    keep_versions_for: PositiveDuration = 30 * 86400.0
 
     @field_validator("default_region")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.model import KNOWN_CATEGORIES, Contact, effective_entry_id
 from gateway.numbers import NumberFormat
@@ -205,3 +206,18 @@ def _apply_category(
     if after and after != default:
         return (after, *stored)
     return stored
+
+
+def entry_to_json(entry: Entry) -> dict[str, object]:
+    return {
+        "entry_id": entry.entry_id,
+        "display_name": entry.display_name,
+        "fields": {k: list(v) if isinstance(v, tuple) else v for k, v in entry.fields.items()},
+    }
+
+
+def entry_from_json(data: Mapping[str, Any]) -> Entry:
+    fields: dict[str, FieldValue] = {
+        k: tuple(v) if isinstance(v, list) else str(v) for k, v in data["fields"].items()
+    }
+    return Entry(str(data["entry_id"]), str(data["display_name"]), fields)

@@ -1,7 +1,20 @@
-"""What a phone's PUT changed: pure functions over entries, no I/O.
+"""The three-way merge of a phone's PUT: pure functions over entries, no I/O.
 
-Today the base is the document as composed now (a two-way diff by entry_id); the
-three-way merge against the version the phone was served replaces `diff_document`.
+base = the version the phone was served (its ancestor), theirs = what it sent,
+ours = the document as composed now. The table in design.md, row by row:
+
+| entry is in                 | action                                                      |
+|-----------------------------|-------------------------------------------------------------|
+| theirs only                 | create                                                      |
+| base and ours, not theirs   | delete, if ours == base (else keep: changed upstream)       |
+| base, theirs, ours; ≠ base  | apply the fields the phone changed; a field also changed    |
+|                             | upstream is a conflict, settled by the policy               |
+| ours only                   | keep: never delete what the phone never saw                 |
+| base and theirs, not ours   | deleted upstream: stays deleted, unless the phone edited it |
+|                             | (then the policy: phone-wins creates it again)              |
+
+Number and email lists merge by value (the phone's additions and removals are applied to
+the current list), so edits of one list on both sides are not conflicts.
 """
 
 from __future__ import annotations
@@ -9,10 +22,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
-from gateway.entry import Entry, changed_fields
+from gateway.entry import NUMBER_FIELDS, Entry, FieldValue, changed_fields
 
+Policy = Literal["phone-wins", "upstream-wins"]
 _ENTRY_ID = re.compile(r"^[0-9A-F]{32}$")
 
 
@@ -23,8 +38,8 @@ class Create:
 
 @dataclass(frozen=True)
 class Update:
-    before: Entry
-    after: Entry
+    before: Entry  # the entry as composed now (ours)
+    after: Entry  # what it becomes
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,21 @@ class Delete:
 
 
 Change = Create | Update | Delete
+
+
+@dataclass(frozen=True)
+class Conflict:
+    entry_id: str
+    field: str  # "*" when the whole entry is in question (deleted upstream)
+    theirs: FieldValue | None
+    ours: FieldValue | None
+    winner: Literal["phone", "upstream"]
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
 
 
 def new_entry_id() -> str:
@@ -57,16 +87,93 @@ def with_entry_ids(
     return result
 
 
-def diff_document(ours: Mapping[str, Entry], theirs: Sequence[Entry]) -> list[Change]:
-    """Creates, updates and deletes that turn `ours` into `theirs` (ids already unique)."""
-    changes: list[Change] = []
+def merge(
+    base: Mapping[str, Entry],
+    theirs: Sequence[Entry],
+    ours: Mapping[str, Entry],
+    policy: Policy = "phone-wins",
+) -> Plan:
+    """What to do upstream so that nothing the phone changed is lost (unless a logged
+    conflict decided otherwise) and nothing the phone never saw is deleted."""
+    plan = Plan()
     their_ids = set()
     for entry in theirs:
         their_ids.add(entry.entry_id)
-        before = ours.get(entry.entry_id)
-        if before is None:
-            changes.append(Create(entry))
+        before, now = base.get(entry.entry_id), ours.get(entry.entry_id)
+        if before is None and now is None:
+            plan.changes.append(Create(entry))
+        elif before is None:
+            assert now is not None
+            _unknown_ancestor(plan, entry, now, policy)
+        elif now is None:
+            _deleted_upstream(plan, before, entry, policy)
         elif changed_fields(before, entry):
-            changes.append(Update(before, entry))
-    changes.extend(Delete(before) for entry_id, before in ours.items() if entry_id not in their_ids)
-    return changes
+            _edited(plan, before, entry, now, policy)
+    for entry_id, before in base.items():
+        now = ours.get(entry_id)
+        if entry_id not in their_ids and now is not None and not changed_fields(before, now):
+            plan.changes.append(Delete(now))
+    return plan
+
+
+def _edited(plan: Plan, before: Entry, theirs: Entry, ours: Entry, policy: Policy) -> None:
+    upstream = changed_fields(before, ours)
+    values: dict[str, FieldValue] = {}
+    for name in changed_fields(before, theirs):
+        if name in NUMBER_FIELDS:
+            values[name] = _merge_list(before.get(name), theirs.get(name), ours.get(name))
+        elif name in upstream and theirs.get(name) != ours.get(name):
+            winner: Literal["phone", "upstream"] = "phone" if policy == "phone-wins" else "upstream"
+            plan.conflicts.append(
+                Conflict(ours.entry_id, name, theirs.get(name), ours.get(name), winner)
+            )
+            if winner == "phone":
+                values[name] = theirs.get(name)
+        else:
+            values[name] = theirs.get(name)
+    after = _with_fields(ours, values)
+    if changed_fields(ours, after):
+        plan.changes.append(Update(ours, after))
+
+
+def _unknown_ancestor(plan: Plan, theirs: Entry, ours: Entry, policy: Policy) -> None:
+    # The phone has an entry we never served it (another device created it, or the base
+    # was lost): both sides are versions of it with no common ancestor.
+    if not changed_fields(ours, theirs):
+        return
+    winner: Literal["phone", "upstream"] = "phone" if policy == "phone-wins" else "upstream"
+    for name in sorted(changed_fields(ours, theirs)):
+        plan.conflicts.append(
+            Conflict(ours.entry_id, name, theirs.get(name), ours.get(name), winner)
+        )
+    if winner == "phone":
+        plan.changes.append(Update(ours, theirs))
+
+
+def _deleted_upstream(plan: Plan, before: Entry, theirs: Entry, policy: Policy) -> None:
+    if not changed_fields(before, theirs):
+        return  # not resurrected: the phone only still had it
+    winner: Literal["phone", "upstream"] = "phone" if policy == "phone-wins" else "upstream"
+    plan.conflicts.append(Conflict(theirs.entry_id, "*", "edited", "deleted", winner))
+    if winner == "phone":
+        plan.changes.append(Create(theirs))
+
+
+def _merge_list(base: FieldValue, theirs: FieldValue, ours: FieldValue) -> FieldValue:
+    """ours, with what the phone removed taken out and what it added put in."""
+    was, now, current = _as_list(base), _as_list(theirs), _as_list(ours)
+    removed = [v for v in was if v not in now]
+    added = [v for v in now if v not in was and v not in current]
+    return tuple([v for v in current if v not in removed] + added)
+
+
+def _as_list(value: FieldValue) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value else []
+    return list(value)
+
+
+def _with_fields(entry: Entry, values: Mapping[str, FieldValue]) -> Entry:
+    display_name = str(values.get("display_name", entry.display_name))
+    fields = {**entry.fields, **{k: v for k, v in values.items() if k != "display_name"}}
+    return Entry(entry.entry_id, display_name, {k: v for k, v in fields.items() if v})

@@ -36,6 +36,42 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source, user, href)
     );
     """,
+    # 2: the durable outbox of phones' changes, and the versions served to phones.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        document TEXT NOT NULL,
+        user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        source_user TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        href TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX outbox_by_state ON outbox (state, source, source_user, id);
+    CREATE TABLE versions (
+        document TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        entries TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (document, etag)
+    );
+    CREATE TABLE served (
+        document TEXT NOT NULL,
+        user TEXT NOT NULL,
+        device TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        served_at REAL NOT NULL,
+        PRIMARY KEY (document, user, device, etag)
+    );
+    """,
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 
@@ -69,7 +105,8 @@ class Store:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a PUT is answered only once its changes are on disk (the outbox).
+            self._db.execute("PRAGMA synchronous=FULL")
             self._migrate()
 
     def _migrate(self) -> None:
@@ -147,6 +184,10 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
 
+    def transaction(self) -> _Transaction:
+        """`with store.transaction() as db:` — one atomic unit of work, serialized."""
+        return _Transaction(self)
+
     def _forget(self, source: str, user: str) -> None:
         self._db.execute("DELETE FROM contacts WHERE source=? AND user=?", (source, user))
         self._db.execute("DELETE FROM source_state WHERE source=? AND user=?", (source, user))
@@ -154,3 +195,19 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _Transaction:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store._lock.acquire()
+        self.store._db.execute("BEGIN")
+        return self.store._db
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        try:
+            self.store._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self.store._lock.release()

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from gateway import keys
 from gateway.config import Config, load_config
 from tests.dav.servers import DavServer, start_radicale, start_xandikos
 from tests.ldap import server as ldap_server
@@ -133,3 +136,8 @@ def xandikos(tmp_path_factory: pytest.TempPathFactory, dav_servers: list[DavServ
     server = start_xandikos(tmp_path_factory.mktemp("xandikos"))
     dav_servers.append(server)
     return server
+
+
+async def drained(client: TestClient[web.Request, web.Application]) -> None:
+    """Wait until the gateway behind `client` applied every queued change upstream."""
+    assert await client.app[keys.ENGINE].outbox.drained(), "changes still pending"

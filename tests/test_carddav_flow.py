@@ -15,7 +15,7 @@ from gateway.engine import Engine
 from gateway.entry import Entry
 from gateway.model import UserRef
 from gateway.xcap import counterpath
-from tests.conftest import write_config
+from tests.conftest import drained, write_config
 from tests.dav.servers import DavServer, vcard
 
 URL = "/users/sip:alice@example.com/tbook.xml"
@@ -88,6 +88,7 @@ async def test_a_phones_edits_reach_the_address_book_with_photo_intact(
         ),
     ]
     assert (await client.put(URL, data=counterpath.render(sent))).status == 200
+    await drained(client)
     status, body, _ = radicale.request("GET", "/alice/contacts/paula.vcf", user="alice")
     stored = body.decode().replace("\r\n ", "")
     assert "TEL;TYPE=CELL:+1 555 0199" in stored
@@ -131,6 +132,7 @@ async def test_an_edit_made_on_the_server_meanwhile_is_kept(
     ]
     response = await client.put(URL, data=counterpath.render(sent))
     assert response.status == 200
+    await drained(client)
     stored = radicale.request("GET", "/alice/contacts/paula.vcf", user="alice")[1].decode()
     assert "TITLE:Director" in stored and "TEL;TYPE=CELL:+1 555 0142" in stored
     merged = await client.get(URL)

@@ -88,6 +88,11 @@ async def test_serve_answers_phones_and_stops_cleanly_on_sigterm(
                 entries = counterpath.parse(body)[1:]
                 async with session.put(url, data=counterpath.render(entries)) as response:
                     assert response.status == 200
+                # The change is applied from the outbox right after the answer.
+                for _ in range(200):
+                    if len(list(contacts_dir.glob("*.vcf"))) == 25:
+                        break
+                    await asyncio.sleep(0.05)
                 assert len(list(contacts_dir.glob("*.vcf"))) == 25
         finally:
             process.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ from gateway.engine import Engine
 from gateway.entry import Entry
 from gateway.model import UserRef
 from gateway.xcap import counterpath
-from tests.conftest import write_config
+from tests.conftest import drained, write_config
 from tests.ldap.server import (
     CONTACTS,
     PEOPLE,
@@ -92,6 +92,7 @@ async def test_a_phones_edit_create_and_delete_reach_slapd(
     ]
     put = await client.put(URL, data=counterpath.render(sent))
     assert put.status == 200
+    await drained(client)
     admin = admin_connection(server)
     admin.search(f"uid=user000002,{PEOPLE}", "(objectClass=*)", attributes=["*"])
     person = admin.entries[0]
@@ -118,6 +119,7 @@ async def test_read_only_ldap_ignores_edits(
     entries = counterpath.parse(await (await client.get(URL)).read())
     changed = [Entry(e.entry_id, "Renamed", e.fields) for e in entries[:1]]
     assert (await client.put(URL, data=counterpath.render(changed))).status == 200
+    await drained(client)
     admin = admin_connection(server)
     admin.search(PEOPLE, "(objectClass=inetOrgPerson)", attributes=["displayName"])
     assert sorted(e.displayName.value for e in admin.entries) == [
@@ -193,6 +195,7 @@ async def test_by_default_a_phone_cannot_delete_people_from_ldap(
     entries = counterpath.parse(await (await client.get(URL)).read())
     response = await client.put(URL, data=counterpath.render(entries[1:]))
     assert response.status == 200
+    await drained(client)
     admin = admin_connection(server)
     admin.search(PEOPLE, "(objectClass=inetOrgPerson)", attributes=["uid"])
     assert len(admin.entries) == 3

@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.compose import render_entries
 from gateway.entry import Entry
 from gateway.xcap import counterpath
-from tests.conftest import ConfigFactory
+from tests.conftest import ConfigFactory, drained
 
 URL = "/users/sip:alice@example.com/tbook.xml"
 Client = TestClient[web.Request, web.Application]
@@ -137,6 +137,7 @@ async def test_phone_edits_adds_and_removes_and_the_files_follow(
     body = counterpath.render(sent)
     put = await client.put(URL, data=body, headers={"Content-Type": counterpath.MIME_TYPE})
     assert put.status == 200, await put.text()
+    await drained(client)
     put_etag = put.headers["ETag"]
     assert put_etag != first.headers["ETag"]
 
@@ -226,6 +227,7 @@ async def test_an_empty_put_from_a_phone_deletes_only_what_it_was_shown(
     assert len(shown) == 5
     empty = counterpath.render([])
     assert (await client.put(URL, data=empty)).status == 200
+    await drained(client)
     # The five shown were deleted; the 23 the phone never saw are still there.
     after = counterpath.parse(await (await client.get(URL)).read())
     assert len(after) == 5 and not {e.entry_id for e in after} & {e.entry_id for e in shown}
@@ -289,6 +291,7 @@ async def test_a_card_edited_upstream_meanwhile_keeps_both_changes(
     ]
     response = await client.put(URL, data=counterpath.render(sent))
     assert response.status == 200
+    await drained(client)
     text = card.read_text()
     assert "TITLE:Prokuristin" in text and "TEL;TYPE=CELL:+49 171 0000000" in text
     # The phone did not see the new title: its ETag must not match the merged document.

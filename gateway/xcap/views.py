@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.compose import NotReady, Rendered
+from gateway.engine import PreconditionFailed
 from gateway.model import UserRef
 from gateway.xcap import counterpath
 from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
@@ -41,7 +42,9 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
     try:
         if request.method == "PUT":
             return await _put(request, key, path.user)
-        return _serve(request, await engine.document(key, path.user))
+        rendered = await engine.document(key, path.user)
+        engine.served(key, path.user, device_of(request), rendered)
+        return _serve(request, rendered)
     except NotReady as exc:
         # The phone keeps what it has and asks again; a PUT stays on its flash meanwhile.
         raise web.HTTPServiceUnavailable(
@@ -71,8 +74,23 @@ async def _put(request: web.Request, key: str, user: UserRef) -> web.Response:
         entries = counterpath.parse(body)
     except XcapConflict as conflict:
         return web.Response(status=409, body=conflict.body(), content_type=XCAP_ERROR_TYPE)
-    result = await request.app[keys.ENGINE].put(key, user, entries)
+    try:
+        result = await request.app[keys.ENGINE].put(
+            key,
+            user,
+            entries,
+            device_of(request),
+            request.headers.get("If-Match"),
+            request.headers.get("If-None-Match"),
+        )
+    except PreconditionFailed as exc:
+        raise web.HTTPPreconditionFailed(text=f"{exc}\n") from exc
     return web.Response(status=200, headers={"ETag": result.etag})
+
+
+def device_of(request: web.Request) -> str:
+    """Which device asks: a user often has a desk phone and a softphone."""
+    return f"{request.headers.get('User-Agent', '')}|{request.remote or ''}"
 
 
 def _matches(header: str | None, etag: str) -> bool:
