@@ -67,7 +67,8 @@ class ServerConfig(_Strict):
     xcap_root: str = ""
     tls_cert: ConfigPath | None = None
     tls_key: ConfigPath | None = None
-    state_dir: ConfigPath = Path("var")
+    # validate_default: the default, too, is taken from the configuration file's folder.
+    state_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     max_body_size: int = Field(default=4 * 1024 * 1024, gt=0)
     #: How long `serve` waits for the first syncs before it listens anyway.
     startup_sync_wait: Duration = 10.0

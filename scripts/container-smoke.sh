@@ -40,7 +40,12 @@ for _ in $(seq 50); do curl -sf -o "$work/tbook.xml" "$url" && break; sleep 0.2;
 count=$(grep -c '<entry>' "$work/tbook.xml")
 sed 's/Leiterin Einkauf/Head of Purchasing/' "$work/tbook.xml" >"$work/edited.xml"
 status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$work/edited.xml" "$url")
-title=$(podman exec "$name" grep '^TITLE' /srv/xcap-gateway/contacts/anna.mueller.vcf)
+# The edit is applied from the outbox just after the answer.
+for _ in $(seq 50); do
+    title=$(podman exec "$name" grep '^TITLE' /srv/xcap-gateway/contacts/anna.mueller.vcf)
+    [ "$title" = "TITLE:Head of Purchasing" ] && break
+    sleep 0.1
+done
 user=$(podman exec "$name" id -un)
 echo "entries=$count put=$status $title user=$user"
 [ "$count" -ge 25 ] && [ "$status" = 200 ] && [ "$title" = "TITLE:Head of Purchasing" ] && [ "$user" = xcap ]

@@ -159,3 +159,8 @@ def test_example_configs_are_valid(
         stand_in.write_text("x")
         text = text.replace(name, str(stand_in))
     load_config(write_config(tmp_path, text))
+
+
+def test_the_default_state_dir_is_beside_the_config_file(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, GOOD))
+    assert config.server.state_dir == tmp_path.resolve() / "var"

@@ -26,7 +26,14 @@ class DavServer:
     folder: Path
     port: int
     users: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (again, after `stop`) on the same port with the same data."""
+        with open(self.folder / "server.log", "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        self.wait()
 
     @property
     def origin(self) -> str:
@@ -119,37 +126,27 @@ type = {rights}
 {extra}[logging]
 level = warning
 """)
-    with open(folder / "server.log", "wb") as log:
-        server.process = subprocess.Popen(
-            [sys.executable, "-m", "radicale", "--config", str(folder / "config")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server.wait()
+    server.command = [sys.executable, "-m", "radicale", "--config", str(folder / "config")]
+    server.start()
     return server
 
 
 def start_xandikos(folder: Path) -> DavServer:
     server = DavServer(folder, free_port())
-    with open(folder / "server.log", "wb") as log:
-        server.process = subprocess.Popen(
-            [
-                str(BIN / "xandikos"),
-                "serve",
-                "--defaults",
-                "-d",
-                str(folder / "data"),
-                "--state-dir",
-                str(folder / "state"),
-                "-l",
-                "127.0.0.1",
-                "-p",
-                str(server.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server.wait()
+    server.command = [
+        str(BIN / "xandikos"),
+        "serve",
+        "--defaults",
+        "-d",
+        str(folder / "data"),
+        "--state-dir",
+        str(folder / "state"),
+        "-l",
+        "127.0.0.1",
+        "-p",
+        str(server.port),
+    ]
+    server.start()
     return server
 
 
