@@ -278,3 +278,34 @@ sources = ["people"]
     assert failed.kind == "update" and "refused by the directory's schema" in (failed.error or "")
     _, now = await fetch(client)
     assert "sip_address" not in by_name(now)["Person 000001"].fields  # back to upstream
+
+
+async def test_a_change_applied_again_after_a_crash_lands_once(
+    make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    from gateway.engine import Engine
+    from gateway.outbox import Item
+
+    engine = Engine(make_config())
+    await engine.start()
+    try:
+        new = Entry("534BB0BC2DDA09E2567C5D8D5B2C0120", "Nina", {"home_number": ("+1 555 0300",)})
+        anna = by_name(list((await engine.document("tbook", UserRef("a@b"))).entries.values()))["Anna Müller"]
+        changed = Entry(anna.entry_id, anna.display_name, {**anna.fields, "comment": "once"})
+        origin = (await engine.document("tbook", UserRef("a@b"))).origins[anna.entry_id]
+
+        def items() -> list[Item]:
+            return [Item("tbook", "a@b", "demo", "", "create", new.entry_id, after=new),
+                    Item("tbook", "a@b", "demo", "", "update", anna.entry_id, origin.href, anna, changed)]
+
+        await engine.outbox.commit(items())
+        assert await engine.outbox.drained()
+        # As if the gateway died after applying but before recording: the same changes again.
+        await engine.outbox.commit(items())
+        assert await engine.outbox.drained()
+        assert not engine.outbox.failed
+        cards = [p.read_text() for p in contacts_dir.glob("*.vcf")]
+        assert sum("FN:Nina" in text for text in cards) == 1
+        assert (contacts_dir / "anna.mueller.vcf").read_text().count("NOTE:once") == 1
+    finally:
+        await engine.stop()
