@@ -72,6 +72,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (document, user, device, etag)
     );
     """,
+    # 3: XCAP documents stored as the clients sent them (not bound to a directory).
+    """
+    CREATE TABLE documents (
+        auid TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        path TEXT NOT NULL,
+        body BLOB NOT NULL,
+        etag TEXT NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (auid, owner, path)
+    );
+    """,
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 

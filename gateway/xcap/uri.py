@@ -1,43 +1,75 @@
-"""Splitting an XCAP request path into the document it addresses (RFC 4825 section 6)."""
+"""Splitting an XCAP request URI into the document and node it addresses (RFC 4825 §6).
+
+    [xcap-root]/{auid}/users/{xui}/{document…}[/~~/{node-selector}][?xmlns(p=ns)…]
+    [xcap-root]/{auid}/global/{document…}[/~~/…]
+
+Phones configured with an empty AUID ask `/users/{xui}/{document}`: that form is accepted
+too (auid ""). Segments are percent-decoded one by one, so an encoded "/" cannot add a
+segment, and the result is only ever looked up, never joined onto a file-system path.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from gateway.model import UserRef
 
+_XMLNS = re.compile(r"xmlns\(\s*([A-Za-z_][\w.-]*)\s*=\s*([^)]*?)\s*\)")
+
 
 @dataclass(frozen=True)
-class DocumentPath:
+class XcapPath:
     auid: str
-    user: UserRef
-    name: str
+    scope: str  # "users" or "global"
+    user: UserRef | None  # None for global documents
+    document: str  # the document path below the xui (or global/), "/"-separated
+    selector: str | None = None  # the node selector, percent-decoded
+    namespaces: dict[str, str] = field(default_factory=dict)  # prefix -> URI from ?xmlns()
+
+    @property
+    def name(self) -> str:
+        return self.document
 
 
-def parse_document_path(raw_path: str, xcap_root: str) -> DocumentPath | None:
-    """`[root]/[auid/]users/{xui}/{name}` -> DocumentPath; None when it is not one.
-
-    Segments are percent-decoded one by one, so an encoded "/" inside the xui cannot
-    add a segment; the result is only ever looked up, never joined onto a path.
-    """
-    path = raw_path.split("?", 1)[0]
+def parse_xcap_path(raw_path: str, xcap_root: str) -> XcapPath | None:
+    """The XcapPath of a request's raw (still percent-encoded) path; None if it is not one."""
+    path, _, query = raw_path.partition("?")
     if xcap_root:
         if not (path == xcap_root or path.startswith(xcap_root + "/")):
             return None
         path = path[len(xcap_root) :]
-    segments = path.strip("/").split("/") if path.strip("/") else []
-    if len(segments) == 3:
-        auid, rest = "", segments
-    elif len(segments) == 4:
-        auid, rest = segments[0], segments[1:]
+    path, separator, selector = path.partition("/~~/")
+    segments = (
+        [unquote(s, errors="strict") for s in path.strip("/").split("/")] if path.strip("/") else []
+    )
+    if len(segments) >= 3 and segments[0] == "users":  # the phones' empty AUID
+        segments = ["", *segments]
+    if len(segments) < 3 or segments[1] not in ("users", "global"):
+        return None
+    auid, scope = segments[0], segments[1]
+    user = None
+    if scope == "users":
+        if len(segments) < 4:
+            return None
+        user = UserRef.parse(segments[2])
+        if not user.xui or not _plain(user.xui):
+            return None
+        document = segments[3:]
     else:
+        document = segments[2:]
+    if not all(document) or any(part in (".", "..") for part in document):
         return None
-    scope, xui, name = (unquote(segment, errors="strict") for segment in rest)
-    user = UserRef.parse(xui)
-    if scope != "users" or not user.xui or not name or not _plain(user.xui):
-        return None
-    return DocumentPath(unquote(auid), user, name)
+    namespaces = {m[1]: unquote(m[2]) for m in _XMLNS.finditer(unquote(query))}
+    return XcapPath(
+        auid,
+        scope,
+        user,
+        "/".join(document),
+        unquote(selector, errors="strict") if separator else None,
+        namespaces,
+    )
 
 
 def _plain(xui: str) -> bool:

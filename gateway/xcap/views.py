@@ -1,50 +1,41 @@
-"""HTTP handlers for directory documents: GET / HEAD from memory, PUT into write-back."""
+"""The XCAP front end's one handler: which document a URI names, then the view for it."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from gateway import keys
-from gateway.compose import NotReady, Rendered
-from gateway.engine import PreconditionFailed
-from gateway.model import UserRef
-from gateway.xcap import counterpath
-from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
-from gateway.xcap.uri import parse_document_path
+from gateway.compose import NotReady
+from gateway.xcap import caps, directory_views, resourcelists, stored_views
+from gateway.xcap.errors import XcapConflict
+from gateway.xcap.http import PreconditionFailed, check_preconditions, conflict_response
+from gateway.xcap.nodes import NotAllowed, WrongType
+from gateway.xcap.selector import BadSelector, Selector, parse_selector
+from gateway.xcap.uri import XcapPath, parse_xcap_path
 
-ALLOWED = "GET, HEAD, PUT"
 RETRY_AFTER = 30
-#: Phones differ in what they send, and a 415 would make them retry forever: besides the
-#: XML types, accept the defaults HTTP libraries (and curl) send when nobody chose a type.
-PUT_TYPES = {
-    "",
-    counterpath.MIME_TYPE,
-    "application/xml",
-    "text/xml",
-    "application/octet-stream",
-    "application/x-www-form-urlencoded",
-}
 
 
 async def xcap_handler(request: web.Request) -> web.StreamResponse:
     config = request.app[keys.CONFIG]
-    engine = request.app[keys.ENGINE]
     try:
-        path = parse_document_path(request.rel_url.raw_path, config.server.xcap_root)
+        path = parse_xcap_path(request.rel_url.raw_path, config.server.xcap_root)
     except UnicodeDecodeError:
         path = None
-    found = path and engine.find_document(path.auid, path.name)
-    if not path or not found:
-        raise web.HTTPNotFound(text="no such document\n")
-    key, _ = found
-    if request.method not in ("GET", "HEAD", "PUT"):
-        raise web.HTTPMethodNotAllowed(request.method, ALLOWED.split(", "))
+    if path is None:
+        raise web.HTTPNotFound(text="not an XCAP document URI\n")
     try:
-        if request.method == "PUT":
-            return await _put(request, key, path.user)
-        rendered = await engine.document(key, path.user)
-        engine.served(key, path.user, device_of(request), rendered)
-        return _serve(request, rendered)
+        return await _dispatch(request, path)
+    except XcapConflict as conflict:
+        return conflict_response(conflict, _document_uri(request, path))
+    except BadSelector as exc:
+        raise web.HTTPNotFound(text=f"not a node selector: {exc}\n") from exc
+    except PreconditionFailed as exc:
+        raise web.HTTPPreconditionFailed(text=f"{exc}\n") from exc
+    except WrongType as exc:
+        raise web.HTTPUnsupportedMediaType(text=f"send {exc.args[0]}\n") from exc
+    except NotAllowed as exc:
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], text=f"{exc}\n") from exc
     except NotReady as exc:
         # The phone keeps what it has and asks again; a PUT stays on its flash meanwhile.
         raise web.HTTPServiceUnavailable(
@@ -52,57 +43,44 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
         ) from exc
 
 
-def _serve(request: web.Request, rendered: Rendered) -> web.Response:
-    headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if _matches(request.headers.get("If-None-Match"), rendered.etag):
-        return web.Response(status=304, headers=headers)
-    body = rendered.body
-    # One ETag for both encodings: it names the document version, which is what
-    # XCAP clients send back in If-Match.
-    if _accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        body = rendered.gzipped
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers, content_type=counterpath.MIME_TYPE)
-
-
-async def _put(request: web.Request, key: str, user: UserRef) -> web.Response:
-    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if content_type not in PUT_TYPES and not content_type.endswith("+xml"):
-        raise web.HTTPUnsupportedMediaType(text=f"send the document as {counterpath.MIME_TYPE}\n")
-    body = await request.read()
-    try:
-        entries = counterpath.parse(body)
-    except XcapConflict as conflict:
-        return web.Response(status=409, body=conflict.body(), content_type=XCAP_ERROR_TYPE)
-    try:
-        result = await request.app[keys.ENGINE].put(
-            key,
-            user,
-            entries,
-            device_of(request),
-            request.headers.get("If-Match"),
-            request.headers.get("If-None-Match"),
+async def _dispatch(request: web.Request, path: XcapPath) -> web.StreamResponse:
+    engine = request.app[keys.ENGINE]
+    if path.auid == caps.AUID:
+        if path.scope != "global" or path.document != "index" or path.selector is not None:
+            raise web.HTTPNotFound(text="xcap-caps has one document: global/index\n")
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        body, etag = caps.document(engine.config)
+        if (answer := check_preconditions(request, etag)) is not None:
+            return answer
+        return web.Response(body=body, content_type=caps.MIME_TYPE, headers={"ETag": etag})
+    if path.user is None:
+        raise web.HTTPNotFound(text="no such global document\n")
+    if (found := engine.find_document(path.auid, path.document)) is not None:
+        key = found[0]
+        if path.selector is None:
+            return await directory_views.document(request, key, path.user)
+        selector = _selector(path)
+        return await directory_views.node(request, key, path.user, selector)
+    if path.auid == resourcelists.AUID and engine.store is not None:
+        if path.selector is None:
+            return await stored_views.document(request, engine.store, path.user, path.document)
+        return await stored_views.node(
+            request,
+            engine.store,
+            path.user,
+            path.document,
+            _selector(path),
         )
-    except PreconditionFailed as exc:
-        raise web.HTTPPreconditionFailed(text=f"{exc}\n") from exc
-    return web.Response(status=200, headers={"ETag": result.etag})
+    raise web.HTTPNotFound(text="no such document\n")
 
 
-def device_of(request: web.Request) -> str:
-    """Which device asks: a user often has a desk phone and a softphone."""
-    return f"{request.headers.get('User-Agent', '')}|{request.remote or ''}"
+def _selector(path: XcapPath) -> Selector:
+    assert path.selector is not None
+    # Both the directory dialect and resource-lists default to the resource-lists namespace.
+    return parse_selector(path.selector, path.namespaces, resourcelists.NAMESPACE)
 
 
-def _matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
-    return "*" in candidates or etag in candidates
-
-
-def _accepts_gzip(header: str) -> bool:
-    for part in header.lower().split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip() in ("gzip", "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+def _document_uri(request: web.Request, path: XcapPath) -> str:
+    raw = request.rel_url.raw_path.split("?", 1)[0]
+    return f"{request.scheme}://{request.host}{raw.split('/~~/', 1)[0]}"

@@ -7,7 +7,7 @@ from lxml import etree
 from gateway.xcap.errors import not_utf8, not_well_formed
 
 
-def parse_document(body: bytes) -> etree._Element:
+def parse_document(body: bytes, keep_comments: bool = False) -> etree._Element:
     """The root element of a client's UTF-8 XML body; XcapConflict when it is not one."""
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise not_well_formed("a DOCTYPE or entity declaration is not allowed")
@@ -21,8 +21,8 @@ def parse_document(body: bytes) -> etree._Element:
         load_dtd=False,
         dtd_validation=False,
         huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+        remove_comments=not keep_comments,
+        remove_pis=not keep_comments,
     )
     try:
         root = etree.fromstring(body, parser)
@@ -34,3 +34,7 @@ def parse_document(body: bytes) -> etree._Element:
     if encoding not in ("UTF-8", "UTF8"):
         raise not_utf8(f"documents must be UTF-8, not {encoding}")
     return root
+
+
+def serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")

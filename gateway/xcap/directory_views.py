@@ -1,0 +1,118 @@
+"""Directory documents (bound to sources): GET from memory, whole-document PUT into
+write-back, and element / attribute operations applied to the document and written back
+through the same merge."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.compose import Rendered
+from gateway.engine import Engine
+from gateway.model import UserRef
+from gateway.xcap import counterpath
+from gateway.xcap.http import PreconditionFailed, accepts_gzip, content_type, matches
+from gateway.xcap.nodes import delete_node, read_node, write_node
+from gateway.xcap.selector import Selector
+from gateway.xcap.xml import parse_document, serialize
+
+#: Phones differ in what they send, and a 415 would make them retry forever: besides the
+#: XML types, accept the defaults HTTP libraries (and curl) send when nobody chose a type.
+PUT_TYPES = {
+    "",
+    counterpath.MIME_TYPE,
+    "application/xml",
+    "text/xml",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+}
+
+
+def device_of(request: web.Request) -> str:
+    """Which device asks: a user often has a desk phone and a softphone."""
+    return f"{request.headers.get('User-Agent', '')}|{request.remote or ''}"
+
+
+async def document(request: web.Request, key: str, user: UserRef) -> web.StreamResponse:
+    engine = request.app[keys.ENGINE]
+    if request.method == "PUT":
+        return await _put_document(request, engine, key, user)
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT"])
+    rendered = await engine.document(key, user)
+    engine.served(key, user, device_of(request), rendered)
+    return serve(request, rendered)
+
+
+def serve(request: web.Request, rendered: Rendered) -> web.Response:
+    headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if matches(request.headers.get("If-None-Match"), rendered.etag):
+        return web.Response(status=304, headers=headers)
+    body = rendered.body
+    # One ETag for both encodings: it names the document version, which is what
+    # XCAP clients send back in If-Match.
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = rendered.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers, content_type=counterpath.MIME_TYPE)
+
+
+async def _put_document(
+    request: web.Request, engine: Engine, key: str, user: UserRef
+) -> web.Response:
+    kind = content_type(request)
+    if kind not in PUT_TYPES and not kind.endswith("+xml"):
+        raise web.HTTPUnsupportedMediaType(text=f"send the document as {counterpath.MIME_TYPE}\n")
+    entries = counterpath.parse(await request.read())
+    result = await engine.put(
+        key,
+        user,
+        entries,
+        device_of(request),
+        request.headers.get("If-Match"),
+        request.headers.get("If-None-Match"),
+    )
+    return web.Response(status=200, headers={"ETag": result.etag})
+
+
+async def node(
+    request: web.Request, key: str, user: UserRef, selector: Selector
+) -> web.StreamResponse:
+    """GET / PUT / DELETE of an element or attribute of the directory document."""
+    engine = request.app[keys.ENGINE]
+    rendered = await engine.document(key, user)
+    strict = engine.config.documents[key].strict_etags
+    if_match = request.headers.get("If-Match")
+    if (
+        if_match is not None
+        and not matches(if_match, rendered.etag)
+        and (strict or request.method in ("GET", "HEAD"))
+    ):
+        raise PreconditionFailed("If-Match does not name the current version")
+    if_none_match = request.headers.get("If-None-Match")
+    if matches(if_none_match, rendered.etag):
+        if request.method in ("GET", "HEAD"):
+            return web.Response(status=304, headers={"ETag": rendered.etag})
+        raise PreconditionFailed("If-None-Match names the current version")
+    root = parse_document(rendered.body)
+    if request.method in ("GET", "HEAD"):
+        try:
+            kind, body = read_node(root, selector)
+        except LookupError as exc:
+            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
+        return web.Response(body=body, content_type=kind, headers={"ETag": rendered.etag})
+    if request.method == "PUT":
+        created = write_node(root, selector, content_type(request), await request.read())
+    elif request.method == "DELETE":
+        try:
+            delete_node(root, selector)
+        except LookupError as exc:
+            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
+        created = False
+    else:
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
+    # The changed document goes through the same merge as a phone's whole-document PUT,
+    # with the version it was made from as its base.
+    entries = counterpath.parse(serialize(root))
+    result = await engine.put(key, user, entries, device_of(request), rendered.etag)
+    return web.Response(status=201 if created else 200, headers={"ETag": result.etag})

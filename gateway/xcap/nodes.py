@@ -1,0 +1,114 @@
+"""Element, attribute and namespace resources inside a document (RFC 4825 §7, §8):
+reading the node a selector names, and putting or deleting it. Pure: bytes and trees in,
+bytes and trees out; the views decide where documents come from and go to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from xml.sax.saxutils import escape
+
+from lxml import etree
+
+from gateway.xcap.errors import XcapConflict, not_utf8
+from gateway.xcap.selector import Selector, delete_element, no_parent, put_element, select_one
+from gateway.xcap.xml import parse_document
+
+ELEMENT_TYPE = "application/xcap-el+xml"
+ATTRIBUTE_TYPE = "application/xcap-att+xml"
+NAMESPACE_TYPE = "application/xcap-ns+xml"
+
+
+class NotAllowed(Exception):
+    """The method does not apply to this kind of node (405)."""
+
+
+class WrongType(Exception):
+    """The body's Content-Type is not the node's (415)."""
+
+
+def read_node(root: etree._Element, selector: Selector) -> tuple[str, bytes]:
+    """(content type, body) of the selected node; LookupError when it selects nothing."""
+    element = select_one(root, selector)
+    if element is None:
+        raise LookupError("nothing selected")
+    if selector.namespaces:
+        holder = etree.Element(element.tag, nsmap=element.nsmap)  # type: ignore[arg-type]
+        return NAMESPACE_TYPE, etree.tostring(holder, encoding="UTF-8")
+    if selector.attribute is not None:
+        value = element.get(selector.attribute)
+        if value is None:
+            raise LookupError("no such attribute")
+        return ATTRIBUTE_TYPE, escape(value, {'"': "&quot;"}).encode()
+    return ELEMENT_TYPE, etree.tostring(element, encoding="UTF-8", with_tail=False)
+
+
+def write_node(root: etree._Element, selector: Selector, content_type: str, body: bytes) -> bool:
+    """Put the node; True when it was created (201), False when replaced (200)."""
+    if selector.namespaces:
+        raise NotAllowed("namespace bindings are read-only")
+    if selector.attribute is not None:
+        if content_type != ATTRIBUTE_TYPE:
+            raise WrongType(ATTRIBUTE_TYPE)
+        element = select_one(root, selector)
+        if element is None:
+            raise no_parent(root, selector)
+        created = element.get(selector.attribute) is None
+        element.set(selector.attribute, attribute_value(body))
+        return created
+    if content_type != ELEMENT_TYPE:
+        raise WrongType(ELEMENT_TYPE)
+    parents = [select_one(root, selector.parent)] if len(selector.steps) > 1 else [root.getparent()]
+    context = parents[0].nsmap if parents[0] is not None else root.nsmap
+    return put_element(root, selector, fragment(body, context))
+
+
+def delete_node(root: etree._Element, selector: Selector) -> None:
+    """Remove the node; LookupError when it selects nothing."""
+    if selector.namespaces:
+        raise NotAllowed("namespace bindings are read-only")
+    if selector.attribute is not None:
+        element = select_one(root, selector)
+        if element is None or element.get(selector.attribute) is None:
+            raise LookupError("no such attribute")
+        del element.attrib[selector.attribute]
+        return
+    delete_element(root, selector)
+
+
+def fragment(body: bytes, nsmap: Mapping[str | None, str]) -> etree._Element:
+    """The single element of an application/xcap-el+xml body, read in the namespace
+    context of where it goes."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(f"the body is not UTF-8 (byte {exc.start})") from exc
+    declarations = "".join(
+        f' xmlns="{uri}"' if prefix is None else f' xmlns:{prefix}="{uri}"'
+        for prefix, uri in nsmap.items()
+    )
+    try:
+        holder = parse_document(f"<xcap-fragment{declarations}>{text}</xcap-fragment>".encode())
+    except XcapConflict as exc:
+        raise XcapConflict("not-xml-frag", exc.phrase) from exc
+    elements = [child for child in holder if isinstance(child.tag, str)]
+    loose_text = (holder.text or "").strip() or any((child.tail or "").strip() for child in holder)
+    if len(elements) != 1 or loose_text:
+        raise XcapConflict("not-xml-frag", "the body must be exactly one XML element")
+    element = elements[0]
+    holder.remove(element)
+    return element
+
+
+def attribute_value(body: bytes) -> str:
+    """The value of an application/xcap-att+xml body (an XML attribute value, unquoted)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(f"the body is not UTF-8 (byte {exc.start})") from exc
+    if '"' in text or "<" in text:
+        raise XcapConflict("not-xml-att-value", "not a valid attribute value")
+    try:
+        holder = parse_document(f'<a v="{text}"/>'.encode())
+    except XcapConflict as exc:
+        raise XcapConflict("not-xml-att-value", exc.phrase) from exc
+    return holder.get("v", "")

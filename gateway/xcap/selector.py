@@ -1,0 +1,206 @@
+"""RFC 4825 node selectors (§6.3): parsing, and selecting, inserting, replacing and
+deleting the node one selects in an lxml tree.
+
+    element-selector  = step *( "/" step )
+    step              = NameOrAny [ "[" position "]" ] [ "[@" att "=" value "]" ]
+    terminal-selector = "@" att-name | "namespace::*"
+
+The first step names the document's root. Positions count siblings of the step's name
+(of any name for "*"), as in XPath. Unprefixed element names are in the application's
+default namespace; prefixes come from the request's xmlns() query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.xcap.errors import XcapConflict
+
+_STEP = re.compile(
+    r"""^(?P<name>\*|[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)
+        (?:\[(?P<pos>[1-9]\d*)\])?
+        (?:\[@(?P<att>[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)=(?P<q>["'])(?P<val>.*?)(?P=q)\])?$""",
+    re.VERBOSE,
+)
+_ATTRIBUTE = re.compile(r"^@(?P<att>[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)$")
+
+
+class BadSelector(Exception):
+    """Not a node selector (answered 404: it selects nothing)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    tag: str | None  # Clark name, or None for "*"
+    position: int | None
+    attribute: str | None  # Clark name of the attribute tested
+    value: str | None
+
+
+@dataclass(frozen=True)
+class Selector:
+    steps: tuple[Step, ...]
+    attribute: str | None = None  # terminal attribute selector (Clark name)
+    namespaces: bool = False  # terminal namespace::*
+    texts: tuple[str, ...] = ()  # the steps as written, for error documents
+
+    @property
+    def parent(self) -> Selector:
+        return Selector(self.steps[:-1], texts=self.texts[:-1])
+
+
+def parse_selector(text: str, prefixes: Mapping[str, str], default_ns: str) -> Selector:
+    parts = _split(text)
+    attribute, namespaces = None, False
+    if parts and parts[-1] == "namespace::*":
+        parts, namespaces = parts[:-1], True
+    elif parts and (match := _ATTRIBUTE.match(parts[-1])):
+        parts, attribute = parts[:-1], _qname(match["att"], prefixes, None)
+    steps = []
+    for part in parts:
+        match = _STEP.match(part)
+        if match is None:
+            raise BadSelector(f"not a step: {part!r}")
+        steps.append(
+            Step(
+                None if match["name"] == "*" else _qname(match["name"], prefixes, default_ns),
+                int(match["pos"]) if match["pos"] else None,
+                _qname(match["att"], prefixes, None) if match["att"] else None,
+                match["val"],
+            )
+        )
+    if not steps:
+        raise BadSelector("a node selector names at least the root element")
+    return Selector(tuple(steps), attribute, namespaces, tuple(parts))
+
+
+def _split(text: str) -> list[str]:
+    """Split on "/" outside quoted attribute values."""
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
+    for char in text.strip("/"):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "/":
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p]
+
+
+def _qname(name: str, prefixes: Mapping[str, str], default_ns: str | None) -> str:
+    prefix, _, local = name.rpartition(":")
+    if prefix:
+        if prefix not in prefixes:
+            raise BadSelector(f"prefix {prefix!r} is not bound by an xmlns() in the query")
+        return f"{{{prefixes[prefix]}}}{local}"
+    return f"{{{default_ns}}}{local}" if default_ns else local
+
+
+def _candidates(parent: etree._Element, step: Step) -> list[etree._Element]:
+    named = [
+        c for c in parent if isinstance(c.tag, str) and (step.tag is None or c.tag == step.tag)
+    ]
+    if step.position is not None:
+        named = named[step.position - 1 : step.position]
+    if step.attribute is not None:
+        named = [c for c in named if c.get(step.attribute) == step.value]
+    return named
+
+
+def select(root: etree._Element, selector: Selector) -> list[etree._Element]:
+    """The elements the element part of `selector` selects (a selector selects a node
+    only when exactly one matches)."""
+    # The root is matched like the only child of the document node.
+    matches = [root] if _candidates_root(root, selector.steps[0]) else []
+    for step in selector.steps[1:]:
+        matches = [child for element in matches for child in _candidates(element, step)]
+    return matches
+
+
+def _candidates_root(root: etree._Element, step: Step) -> bool:
+    return (
+        (step.tag is None or root.tag == step.tag)
+        and step.position in (None, 1)
+        and (step.attribute is None or root.get(step.attribute) == step.value)
+    )
+
+
+def select_one(root: etree._Element, selector: Selector) -> etree._Element | None:
+    found = select(root, selector)
+    return found[0] if len(found) == 1 else None
+
+
+def put_element(root: etree._Element, selector: Selector, new: etree._Element) -> bool:
+    """Replace the selected element or insert `new` where the selector points; True when
+    inserted. Raises XcapConflict (no-parent, cannot-insert)."""
+    if len(selector.steps) == 1:
+        raise XcapConflict("cannot-insert", "replace the root element with a document PUT")
+    step = selector.steps[-1]
+    parents = select(root, selector.parent)
+    if len(parents) != 1:
+        raise no_parent(root, selector)
+    parent = parents[0]
+    if (step.tag is not None and new.tag != step.tag) or (
+        step.attribute is not None and new.get(step.attribute) != step.value
+    ):
+        raise XcapConflict("cannot-insert", "the element does not match the node selector")
+    existing = _candidates(parent, step)
+    if len(existing) == 1:
+        parent.replace(existing[0], new)
+        return False
+    if existing:
+        raise XcapConflict("cannot-insert", "the node selector selects more than one element")
+    siblings = [
+        c for c in parent if isinstance(c.tag, str) and (step.tag is None or c.tag == step.tag)
+    ]
+    if step.position is not None and step.position != len(siblings) + 1:
+        raise XcapConflict("cannot-insert", f"there is no position {step.position} to insert at")
+    if siblings:
+        siblings[-1].addnext(new)
+    else:
+        parent.append(new)
+    if select_one(root, selector) is not new:
+        new.getparent().remove(new)  # type: ignore[union-attr]
+        raise XcapConflict("cannot-insert", "after insertion the node selector would not select it")
+    return True
+
+
+def delete_element(root: etree._Element, selector: Selector) -> None:
+    """Remove the selected element. Raises LookupError if none, XcapConflict cannot-delete
+    when afterwards the selector would select another element."""
+    target = select_one(root, selector)
+    if target is None or target is root:
+        raise LookupError("nothing selected")
+    parent = target.getparent()
+    assert parent is not None
+    index = parent.index(target)
+    parent.remove(target)
+    if select(root, selector):
+        parent.insert(index, target)
+        raise XcapConflict(
+            "cannot-delete", "afterwards the node selector would select another element"
+        )
+
+
+def no_parent(root: etree._Element, selector: Selector) -> XcapConflict:
+    """no-parent, naming the deepest existing ancestor (as a node selector)."""
+    depth = 0
+    for size in range(len(selector.steps) - 1, 0, -1):
+        if len(select(root, Selector(selector.steps[:size]))) == 1:
+            depth = size
+            break
+    return XcapConflict(
+        "no-parent",
+        "the parent of the element does not exist",
+        ancestor="/".join(selector.texts[:depth]),
+    )
