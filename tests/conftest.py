@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway import keys
+from gateway.app import create_app
 from gateway.config import Config, load_config
 from tests.dav.servers import DavServer, start_radicale, start_xandikos
 from tests.ldap import server as ldap_server
@@ -141,3 +142,13 @@ def xandikos(tmp_path_factory: pytest.TempPathFactory, dav_servers: list[DavServ
 async def drained(client: TestClient[web.Request, web.Application]) -> None:
     """Wait until the gateway behind `client` applied every queued change upstream."""
     assert await client.app[keys.ENGINE].outbox.drained(), "changes still pending"
+
+
+@pytest.fixture
+async def xcap_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    make_config: ConfigFactory,
+) -> TestClient[web.Request, web.Application]:
+    """The gateway with the demo directory at /users/{xui}/tbook.xml and the
+    resource-lists application at /resource-lists/users/{xui}/…."""
+    return await aiohttp_client(create_app(make_config()))

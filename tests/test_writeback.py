@@ -290,13 +290,19 @@ async def test_a_change_applied_again_after_a_crash_lands_once(
     await engine.start()
     try:
         new = Entry("534BB0BC2DDA09E2567C5D8D5B2C0120", "Nina", {"home_number": ("+1 555 0300",)})
-        anna = by_name(list((await engine.document("tbook", UserRef("a@b"))).entries.values()))["Anna Müller"]
+        anna = by_name(list((await engine.document("tbook", UserRef("a@b"))).entries.values()))[
+            "Anna Müller"
+        ]
         changed = Entry(anna.entry_id, anna.display_name, {**anna.fields, "comment": "once"})
         origin = (await engine.document("tbook", UserRef("a@b"))).origins[anna.entry_id]
 
         def items() -> list[Item]:
-            return [Item("tbook", "a@b", "demo", "", "create", new.entry_id, after=new),
-                    Item("tbook", "a@b", "demo", "", "update", anna.entry_id, origin.href, anna, changed)]
+            return [
+                Item("tbook", "a@b", "demo", "", "create", new.entry_id, after=new),
+                Item(
+                    "tbook", "a@b", "demo", "", "update", anna.entry_id, origin.href, anna, changed
+                ),
+            ]
 
         await engine.outbox.commit(items())
         assert await engine.outbox.drained()

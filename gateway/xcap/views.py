@@ -19,7 +19,10 @@ RETRY_AFTER = 30
 async def xcap_handler(request: web.Request) -> web.StreamResponse:
     config = request.app[keys.CONFIG]
     try:
-        path = parse_xcap_path(request.rel_url.raw_path, config.server.xcap_root)
+        raw = request.rel_url.raw_path
+        if request.rel_url.raw_query_string:
+            raw += "?" + request.rel_url.raw_query_string
+        path = parse_xcap_path(raw, config.server.xcap_root)
     except UnicodeDecodeError:
         path = None
     if path is None:
