@@ -24,6 +24,7 @@ from typing import Any
 from ldap3 import DEREF_NEVER, Connection
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
+from pydantic import SecretStr
 
 from connectors import ldap_syncrepl as syncrepl
 from connectors.ldap_client import SCOPES, Entry, LdapClient, check
@@ -99,6 +100,35 @@ class LdapConnector(Connector[LdapSettings]):
         return await loop.run_in_executor(
             _pull_processes(), _changes_in_process, self.source, self.settings, self.user, token
         )
+
+    async def check_password(self, login: str, password: str) -> bool:
+        if not password:
+            return False  # an empty password would be an anonymous bind, which "succeeds"
+        return bool(await asyncio.to_thread(self._check_password, login, password))
+
+    def _check_password(self, login: str, password: str) -> bool:
+        search = (
+            f"(&{self.settings.search_filter}({self.settings.login}={escape_filter_chars(login)}))"
+        )
+        conn = self.client.open()
+        try:
+            found = list(
+                self.client.paged(conn, self.settings.base_dn, search, self.settings.scope, ["1.1"])
+            )
+        finally:
+            conn.unbind()
+        if len(found) != 1:
+            return False
+        user = LdapClient(
+            self.settings.model_copy(
+                update={"bind_dn": found[0][0], "password": SecretStr(password)}
+            )
+        )
+        try:
+            user.open().unbind()
+        except Unavailable:
+            return False
+        return True
 
     async def create(self, contact: Contact) -> Contact:
         return await asyncio.to_thread(self._with_connection, self._create, contact)

@@ -53,6 +53,7 @@ PRESET_FILTER = {
     "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
     "freeipa": "(objectClass=person)",
 }
+PRESET_LOGIN = {"openldap": "uid", "active-directory": "sAMAccountName", "freeipa": "uid"}
 PRESET_OBJECT_CLASSES = {
     "openldap": ["inetOrgPerson"],
     "active-directory": ["top", "person", "organizationalPerson", "contact"],
@@ -84,6 +85,8 @@ class LdapSettings(ConnectorSettings):
     create_object_classes: list[str] | None = None
     #: An attribute that keeps a phone-created entry's entry_id (optional).
     entry_id_attribute: str | None = None
+    #: The attribute a login name is looked up by, for [auth] ldap_source.
+    login_attribute: str | None = None
 
     @field_validator("url", mode="before")
     @classmethod
@@ -127,6 +130,10 @@ class LdapSettings(ConnectorSettings):
     @property
     def search_filter(self) -> str:
         return self.filter or PRESET_FILTER[self.preset]
+
+    @property
+    def login(self) -> str:
+        return self.login_attribute or PRESET_LOGIN[self.preset]
 
     @property
     def object_classes(self) -> list[str]:

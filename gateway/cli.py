@@ -147,10 +147,13 @@ async def _serve(config: Config) -> int:
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     tls = _tls_context(config)
-    for address in config.server.listen:
+    plain_tls = None if config.server.tls_listen else tls
+    listeners = [(a, plain_tls) for a in config.server.listen]
+    listeners += [(a, tls) for a in config.server.tls_listen]
+    for address, context in listeners:
         host, port = split_address(address)
         try:
-            await web.TCPSite(runner, host, port, ssl_context=tls).start()
+            await web.TCPSite(runner, host, port, ssl_context=context).start()
         except OSError as exc:
             print(
                 f"{config.path}: [server] listen: cannot listen on {address}: {exc.strerror}",
@@ -158,7 +161,7 @@ async def _serve(config: Config) -> int:
             )
             await runner.cleanup()
             return 1
-        logs.event("listening", address=address, tls=tls is not None)
+        logs.event("listening", address=address, tls=context is not None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

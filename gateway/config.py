@@ -70,19 +70,22 @@ class ServerConfig(_Strict):
     # validate_default: the default, too, is taken from the configuration file's folder.
     state_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     max_body_size: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: HTTPS listeners beside the plain `listen` ones (with tls_cert and tls_key). Without
+    #: it, tls_cert makes every `listen` address HTTPS.
+    tls_listen: list[str] = []
+    #: A request body must arrive within this time (slow bodies are cut off with 408).
+    body_timeout: PositiveDuration = 30.0
     #: How long `serve` waits for the first syncs before it listens anyway.
     startup_sync_wait: Duration = 10.0
 
-    @field_validator("listen", mode="before")
+    @field_validator("listen", "tls_listen", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("listen")
+    @field_validator("listen", "tls_listen")
     @classmethod
     def _host_port(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError('give at least one address, like "127.0.0.1:8080"')
         for address in value:
             split_address(address)
         return value
@@ -96,8 +99,22 @@ class ServerConfig(_Strict):
 class AuthConfig(_Strict):
     mode: Literal["none", "digest", "basic"] = "none"
     realm: str = "xcap"
+    #: A realm per domain of the xui (the rest get `realm`).
+    realms: dict[str, str] = {}
+    #: htdigest file (digest) or htpasswd file (basic).
     users_file: ConfigPath | None = None
+    #: Basic auth checked by a bind to this [sources.NAME] of type "ldap" (too, or instead).
+    ldap_source: str | None = None
+    #: The login must equal the xui's user part ("user") or the whole xui ("xui").
     match: Literal["user", "xui"] = "user"
+    #: Logins that may reach every user's documents.
+    admins: list[str] = []
+    #: Basic auth sends passwords in clear: refused over plain HTTP unless this is true.
+    allow_insecure_basic: bool = False
+    nonce_lifetime: PositiveDuration = 300.0
+    #: After this many failed logins within failure_window, the address / user waits.
+    max_failures: int = Field(default=10, ge=1)
+    failure_window: PositiveDuration = 300.0
 
 
 class SourceConfig(_Strict):
@@ -328,20 +345,17 @@ def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Proble
             yield Problem(path, table, "name", f"same auid and name as [documents.{seen[place]}]")
         seen[place] = key
     server = config.server
+    if not server.listen and not server.tls_listen:
+        yield Problem(path, "server", "listen", 'give at least one address, like "127.0.0.1:8080"')
+    if server.tls_listen and server.tls_cert is None:
+        yield Problem(path, "server", "tls_listen", "needs tls_cert and tls_key")
     if (server.tls_cert is None) != (server.tls_key is None):
         yield Problem(path, "server", "tls_key", "tls_cert and tls_key go together")
     for key in ("tls_cert", "tls_key"):
         file = getattr(server, key)
         if file is not None and not file.is_file():
             yield Problem(path, "server", key, f"no such file: {file}")
-    if config.auth.mode != "none":
-        yield Problem(
-            path,
-            "auth",
-            "mode",
-            f'{config.auth.mode!r} is not available in this version; use "none" behind a '
-            "trusted network or a reverse proxy that authenticates",
-        )
+    yield from _auth_checks(config)
 
 
 def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> Iterator[Problem]:
@@ -392,3 +406,27 @@ def _expand(value: Any, loc: tuple[str, ...], path: Path, problems: list[Problem
                 Problem(path, where, "password_file", f"cannot read {secret_path}: {exc.strerror}")
             )
     return table
+
+
+def _auth_checks(config: Config) -> Iterator[Problem]:
+    path, auth, server = config.path, config.auth, config.server
+    if auth.mode == "none":
+        return
+    if auth.users_file is not None and not auth.users_file.is_file():
+        yield Problem(path, "auth", "users_file", f"no such file: {auth.users_file}")
+    if auth.mode == "digest" and auth.users_file is None:
+        yield Problem(path, "auth", "users_file", "digest needs an htdigest file")
+    if auth.mode == "basic" and auth.users_file is None and auth.ldap_source is None:
+        yield Problem(path, "auth", "users_file", "basic needs an htpasswd file or ldap_source")
+    if auth.ldap_source is not None:
+        source = config.sources.get(auth.ldap_source)
+        if source is None or source.type != "ldap":
+            yield Problem(path, "auth", "ldap_source", 'must name a [sources.NAME] of type "ldap"')
+    if auth.mode == "basic" and server.tls_cert is None and not auth.allow_insecure_basic:
+        yield Problem(
+            path,
+            "auth",
+            "mode",
+            "basic sends passwords in clear and no HTTPS is configured: set tls_cert and "
+            "tls_key, use digest, or set allow_insecure_basic = true",
+        )

@@ -191,6 +191,11 @@ class Connector(ABC, Generic[SettingsT]):
         Raises InvalidToken, Unavailable."""
         raise NotImplementedError(f"{type(self).__name__} has no incremental sync")
 
+    async def check_password(self, login: str, password: str) -> bool:
+        """Whether the upstream accepts `password` for the account `login` (for basic
+        authentication against a directory). Raises Unavailable."""
+        raise NotImplementedError(f"{type(self).__name__} cannot check passwords")
+
     async def close(self) -> None:
         """Release connections; the instance is not used afterwards."""
 

@@ -102,9 +102,22 @@ def test_password_file_is_read_into_password(tmp_path: Path) -> None:
     assert "[sources.demo] password_file: cannot read" in line
 
 
-def test_digest_auth_is_refused_until_it_exists(tmp_path: Path) -> None:
+def test_auth_settings_are_checked(tmp_path: Path) -> None:
     (line,) = problems(tmp_path, GOOD + '\n[auth]\nmode = "digest"\n')
-    assert "[auth] mode: 'digest' is not available" in line
+    assert "[auth] users_file: digest needs an htdigest file" in line
+    (tmp_path / "users").write_text("alice:{SHA}x\n")
+    (line,) = problems(tmp_path, GOOD + '\n[auth]\nmode = "basic"\nusers_file = "users"\n')
+    assert "[auth] mode: basic sends passwords in clear and no HTTPS is configured" in line
+    load_config(
+        write_config(
+            tmp_path,
+            GOOD + '\n[auth]\nmode = "basic"\nusers_file = "users"\nallow_insecure_basic = true\n',
+        )
+    )
+    (line,) = problems(
+        tmp_path, GOOD + '\n[auth]\nmode = "digest"\nusers_file = "users"\nldap_source = "demo"\n'
+    )
+    assert '[auth] ldap_source: must name a [sources.NAME] of type "ldap"' in line
 
 
 def test_tls_files_must_exist_and_come_in_pairs(tmp_path: Path) -> None:

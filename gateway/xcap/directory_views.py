@@ -11,7 +11,8 @@ from gateway.compose import Rendered
 from gateway.engine import Engine
 from gateway.model import UserRef
 from gateway.xcap import counterpath
-from gateway.xcap.http import PreconditionFailed, accepts_gzip, content_type, matches
+from gateway.xcap.errors import XcapConflict
+from gateway.xcap.http import PreconditionFailed, accepts_gzip, content_type, matches, read_body
 from gateway.xcap.nodes import delete_node, read_node, write_node
 from gateway.xcap.selector import Selector
 from gateway.xcap.xml import parse_document, serialize
@@ -63,7 +64,11 @@ async def _put_document(
     kind = content_type(request)
     if kind not in PUT_TYPES and not kind.endswith("+xml"):
         raise web.HTTPUnsupportedMediaType(text=f"send the document as {counterpath.MIME_TYPE}\n")
-    entries = counterpath.parse(await request.read())
+    entries = counterpath.parse(await read_body(request))
+    limit = 2 * engine.config.documents[key].max_entries
+    if len(entries) > limit:
+        # No phone holds this many (Snom: 1,000); creating them all would flood the source.
+        raise XcapConflict("constraint-failure", f"more than {limit} entries")
     result = await engine.put(
         key,
         user,
@@ -102,7 +107,7 @@ async def node(
             raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
         return web.Response(body=body, content_type=kind, headers={"ETag": rendered.etag})
     if request.method == "PUT":
-        created = write_node(root, selector, content_type(request), await request.read())
+        created = write_node(root, selector, content_type(request), await read_body(request))
     elif request.method == "DELETE":
         try:
             delete_node(root, selector)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
+from gateway import keys
 from gateway.engine import PreconditionFailed
 from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
 
@@ -49,3 +52,13 @@ def accepts_gzip(header: str) -> bool:
         if coding.strip() in ("gzip", "*"):
             return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, if it arrives within `body_timeout` (else 408: slow senders must
+    not hold connections open)."""
+    timeout = request.app[keys.CONFIG].server.body_timeout
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError as exc:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time\n") from exc

@@ -11,7 +11,7 @@ from gateway.model import UserRef
 from gateway.store import Store
 from gateway.xcap import resourcelists, storage
 from gateway.xcap.errors import XcapConflict
-from gateway.xcap.http import check_preconditions, content_type
+from gateway.xcap.http import check_preconditions, content_type, read_body
 from gateway.xcap.nodes import delete_node, read_node, write_node
 from gateway.xcap.selector import Selector
 from gateway.xcap.xml import parse_document, serialize
@@ -35,7 +35,7 @@ async def document(
     if request.method == "PUT":
         if content_type(request) != resourcelists.MIME_TYPE:
             raise web.HTTPUnsupportedMediaType(text=f"send {resourcelists.MIME_TYPE}\n")
-        body = await request.read()
+        body = await read_body(request)
         resourcelists.validate(parse_document(body, keep_comments=True))
         saved = await asyncio.to_thread(storage.save, store, resourcelists.AUID, owner, path, body)
         return web.Response(status=200 if current else 201, headers={"ETag": saved.etag})
@@ -66,7 +66,7 @@ async def node(
             raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
         return web.Response(body=body, content_type=kind, headers={"ETag": current.etag})
     if request.method == "PUT":
-        created = write_node(root, selector, content_type(request), await request.read())
+        created = write_node(root, selector, content_type(request), await read_body(request))
     elif request.method == "DELETE":
         try:
             delete_node(root, selector)

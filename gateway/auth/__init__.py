@@ -1,0 +1,1 @@
+"""Authentication (digest, basic) and authorization of XCAP requests."""
