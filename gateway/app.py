@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
 from gateway import control, keys
-from gateway.auth.middleware import Authenticator, PasswordCheck
-from gateway.config import Config
+from gateway.auth.middleware import LOGIN, Authenticator, PasswordCheck
+from gateway.config import Config, ConfigError, load_config
 from gateway.connector import ConnectorError
 from gateway.engine import Engine
+from gateway.logs import event
+from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
 from gateway.model import UserRef
+from gateway.xcap.uri import parse_xcap_path
 from gateway.xcap.views import xcap_handler
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(config: Config) -> web.Application:
     engine = Engine(config)
-    authenticator = Authenticator(config, _directory_password_check(config, engine))
+    authenticator = Authenticator(config, _directory_password_check(config, engine), engine.metrics)
     app = web.Application(
-        client_max_size=config.server.max_body_size, middlewares=[authenticator.middleware]
+        client_max_size=config.server.max_body_size,
+        middlewares=[_request_log, authenticator.middleware],
     )
     app[keys.CONFIG] = config
     app[keys.ENGINE] = engine
+    app[keys.AUTHENTICATOR] = authenticator
     app.cleanup_ctx.append(_engine_lifetime)
     app.cleanup_ctx.append(control.control_socket)
     # Outside any XCAP path: a document URI always has at least three segments.
     app.router.add_get("/healthz", control.alive)
     app.router.add_get("/readyz", control.ready)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", "/{tail:.*}", xcap_handler)
     return app
 
@@ -39,6 +50,54 @@ async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await engine.stop()
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[keys.ENGINE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
+
+
+@web.middleware
+async def _request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line and one counter per request: user, document, status, bytes, milliseconds."""
+    started = time.monotonic()
+    status, size = 500, 0
+    try:
+        response = await handler(request)
+        status, size = response.status, response.content_length or 0
+        return response
+    except web.HTTPException as exc:
+        status, size = exc.status, len(exc.text or "")
+        raise
+    finally:
+        engine = request.app[keys.ENGINE]
+        document = _document_label(request, engine)
+        engine.metrics.requests.labels(request.method, str(status), document).inc()
+        if request.path not in ("/healthz", "/readyz", "/metrics"):
+            event(
+                "request",
+                method=request.method,
+                path=request.path,
+                user=request.get(LOGIN),
+                document=document,
+                status=status,
+                bytes=size,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+
+
+def _document_label(request: web.Request, engine: Engine) -> str:
+    """The configured document key, the application usage, or "-" (bounded cardinality)."""
+    try:
+        path = parse_xcap_path(request.rel_url.raw_path, engine.config.server.xcap_root)
+    except UnicodeDecodeError:
+        return "-"
+    if path is None:
+        return "-"
+    found = engine.find_document(path.auid, path.document) if path.user else None
+    return (
+        found[0] if found else (path.auid if path.auid in ("resource-lists", "xcap-caps") else "-")
+    )
 
 
 def _directory_password_check(config: Config, engine: Engine) -> PasswordCheck | None:
@@ -55,3 +114,28 @@ def _directory_password_check(config: Config, engine: Engine) -> PasswordCheck |
             return False
 
     return check
+
+
+async def reload(app: web.Application, path: Path) -> bool:
+    """Re-read the configuration file and take its sources, documents and users without
+    dropping connections; an invalid file is logged and the running configuration kept."""
+    engine = app[keys.ENGINE]
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            event("reload_rejected", logging.ERROR, problem=str(problem))
+        return False
+    if config.server.model_dump() != engine.config.server.model_dump():
+        event(
+            "reload_partial",
+            logging.WARNING,
+            detail="[server] changes (listeners, TLS, limits) take effect after a restart",
+        )
+        config = config.model_copy(update={"server": engine.config.server})
+    await engine.reload(config)
+    authenticator = app[keys.AUTHENTICATOR]
+    authenticator.reload(config)
+    authenticator.ldap_check = _directory_password_check(config, engine)
+    event("reloaded", path=path, sources=len(config.sources), documents=len(config.documents))
+    return True

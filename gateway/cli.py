@@ -7,17 +7,18 @@ import asyncio
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from gateway import __version__, logs
-from gateway.app import create_app
+from gateway import __version__, keys, logs
+from gateway.app import create_app, reload
 from gateway.compose import NotReady
 from gateway.config import Config, ConfigError, load_config, split_address
-from gateway.control import socket_path, sync_now
+from gateway.control import socket_path, status, sync_now
 from gateway.engine import Engine
 from gateway.model import UserRef
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         ("check-config", "validate the configuration and list every problem"),
         ("render", "print the document a user would get"),
         ("sync", "sync sources now (through the running server, when there is one)"),
+        ("status", "show each source's last sync, entries and errors, and the outbox"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             help=f"configuration file (default {DEFAULT_CONFIG})",
         )
         command.add_argument(
-            "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+            "--log-level",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="overrides [logging] level",
         )
         if name == "sync":
             command.add_argument(
@@ -64,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
-    logs.setup(args.log_level)
+    logs.setup(args.log_level or "INFO")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    logs.setup(args.log_level or config.logging.level, config.logging.format)
     if args.command == "check-config":
         print(
             f"{args.config}: OK ({len(config.sources)} sources, {len(config.documents)} documents)"
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_render(config, args.document, args.user))
     if args.command == "sync":
         return asyncio.run(_sync(config, args.source, args.accept_shrink))
+    if args.command == "status":
+        return asyncio.run(_status(config))
     return asyncio.run(_serve(config))
 
 
@@ -123,19 +130,62 @@ async def _sync(config: Config, names: list[str], accept_shrink: bool) -> int:
     return 0 if all(outcome["ok"] for outcome in report.values()) else 1
 
 
+async def _status(config: Config) -> int:
+    report = await _ask_server(config, "GET", "/status", [])
+    if report is None:  # no server running: what the state database says
+        engine = Engine(config)
+        engine.open_store()
+        try:
+            for state in engine.sources.shared_states():
+                await state.load()
+            await engine.outbox.start(engine.store)  # type: ignore[arg-type]
+            await engine.outbox.stop()
+            report = status(engine)
+        finally:
+            await engine.stop()
+        print("(no gateway is running on this state_dir; from the state database)")
+    for name, source in sorted(report["sources"].items()):
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(source["last_sync"]))
+            if source["last_sync"]
+            else "never"
+        )
+        line = f"source {name}: {source['entries']} entries, last sync {when}"
+        if source["last_error"]:
+            line += f", last error: {source['last_error']}"
+        print(line)
+    outbox = report["outbox"]
+    age = f", oldest {outbox['oldest_seconds']} s" if outbox["oldest_seconds"] else ""
+    print(f"outbox: {outbox['pending']} pending{age}, {len(outbox['failed'])} failed")
+    for failure in outbox["failed"]:
+        print(
+            f"  failed {failure['change']} of {failure['entry']} in {failure['source']} "
+            f"(from {failure['user']}): {failure['error']}"
+        )
+    for document, users in sorted(report["documents"].items()):
+        print(f"document {document}: served to {users} users")
+    return 0
+
+
 async def _sync_through_server(
     config: Config, names: list[str], accept_shrink: bool
 ) -> dict[str, Any] | None:
-    path = socket_path(config.server.state_dir.resolve())
-    if not path.exists():
+    query = [("source", name) for name in names]
+    query.append(("accept_shrink", "1" if accept_shrink else "0"))
+    return await _ask_server(config, "POST", "/sync", query)
+
+
+async def _ask_server(
+    config: Config, method: str, path: str, query: list[tuple[str, str]]
+) -> dict[str, Any] | None:
+    """The running gateway's answer on its control socket; None when none runs."""
+    socket = socket_path(config.server.state_dir.resolve())
+    if not socket.exists():
         return None
-    query = [("source", name) for name in names] + [
-        ("accept_shrink", "1" if accept_shrink else "0")
-    ]
     try:
         async with (
-            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session,
-            session.post("http://gateway/sync", params=query) as response,
+            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket))) as session,
+            session.request(method, f"http://gateway{path}", params=query) as response,
         ):
             report: dict[str, Any] = await response.json()
             return report
@@ -144,16 +194,20 @@ async def _sync_through_server(
 
 
 async def _serve(config: Config) -> int:
-    runner = web.AppRunner(create_app(config))
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    sites: list[web.TCPSite] = []
     tls = _tls_context(config)
     plain_tls = None if config.server.tls_listen else tls
     listeners = [(a, plain_tls) for a in config.server.listen]
     listeners += [(a, tls) for a in config.server.tls_listen]
     for address, context in listeners:
         host, port = split_address(address)
+        site = web.TCPSite(runner, host, port, ssl_context=context)
+        sites.append(site)
         try:
-            await web.TCPSite(runner, host, port, ssl_context=context).start()
+            await site.start()
         except OSError as exc:
             print(
                 f"{config.path}: [server] listen: cannot listen on {address}: {exc.strerror}",
@@ -166,9 +220,23 @@ async def _serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload_soon() -> None:
+        task = asyncio.create_task(reload(app, config.path))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_soon)
     await stop.wait()
-    logs.event("stopping")
+    # Stop accepting, let requests under way finish, and give the outbox a moment to
+    # apply what it holds (the rest is applied after the next start).
+    logs.event("stopping", pending=app[keys.ENGINE].outbox.depth)
+    for site in sites:
+        await site.stop()
+    await app[keys.ENGINE].outbox.drained(timeout=config.server.shutdown_grace)
     await runner.cleanup()
+    logs.event("stopped", pending=app[keys.ENGINE].outbox.depth)
     return 0
 
 

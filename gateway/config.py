@@ -75,6 +75,8 @@ class ServerConfig(_Strict):
     tls_listen: list[str] = []
     #: A request body must arrive within this time (slow bodies are cut off with 408).
     body_timeout: PositiveDuration = 30.0
+    #: On SIGTERM: how long pending changes may take to reach their sources before exit.
+    shutdown_grace: PositiveDuration = 10.0
     #: How long `serve` waits for the first syncs before it listens anyway.
     startup_sync_wait: Duration = 10.0
 
@@ -115,6 +117,12 @@ class AuthConfig(_Strict):
     #: After this many failed logins within failure_window, the address / user waits.
     max_failures: int = Field(default=10, ge=1)
     failure_window: PositiveDuration = 300.0
+
+
+class LoggingConfig(_Strict):
+    #: "kv": key=value pairs; "json": one JSON object per line.
+    format: Literal["kv", "json"] = "kv"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class SourceConfig(_Strict):
@@ -201,6 +209,7 @@ class Config(_Strict):
     path: Path
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
+    logging: LoggingConfig = LoggingConfig()
     sources: dict[str, SourceConfig] = {}
     documents: dict[str, DocumentConfig] = {}
 
@@ -233,11 +242,12 @@ def load_config(path: Path | str) -> Config:
     problems: list[Problem] = []
     data = _expand(raw, (), path, problems)
     context = {"base_dir": path.parent.resolve()}
-    for key in data.keys() - {"server", "auth", "sources", "documents"}:
+    for key in data.keys() - {"server", "auth", "logging", "sources", "documents"}:
         problems.append(Problem(path, "", key, "unknown table or key"))
     # Each table is validated on its own, so one bad table does not hide the others.
     server = _validate(ServerConfig, data.get("server", {}), ("server",), path, context, problems)
     auth = _validate(AuthConfig, data.get("auth", {}), ("auth",), path, context, problems)
+    log = _validate(LoggingConfig, data.get("logging", {}), ("logging",), path, context, problems)
     sources = _load_sources(data.get("sources", {}), path, context, problems)
     documents: dict[str, DocumentConfig] = {}
     for name, table in _tables(data.get("documents", {}), "documents", path, problems):
@@ -248,6 +258,7 @@ def load_config(path: Path | str) -> Config:
         path=path,
         server=server or ServerConfig(),
         auth=auth or AuthConfig(),
+        logging=log or LoggingConfig(),
         sources=sources,
         documents=documents,
     )

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,60 @@ async def _sync(request: web.Request) -> web.Response:
     return web.json_response(report)
 
 
+def status(engine: Engine) -> dict[str, Any]:
+    """What `xcap-gateway status` shows: sources, outbox, documents served."""
+    sources: dict[str, Any] = {}
+    for state in engine.sources.states():
+        entry = sources.setdefault(
+            state.name,
+            {
+                "instances": 0,
+                "entries": 0,
+                "last_sync": None,
+                "last_error": None,
+                "held_back": None,
+            },
+        )
+        entry["instances"] += 1
+        entry["entries"] += len(state.contacts)
+        if state.synced_at and (entry["last_sync"] is None or state.synced_at > entry["last_sync"]):
+            entry["last_sync"] = state.synced_at
+        entry["last_error"] = entry["last_error"] or state.last_error
+        entry["held_back"] = entry["held_back"] or (
+            list(state.held_back) if state.held_back else None
+        )
+    outbox = engine.outbox
+    oldest = outbox.oldest()
+    return {
+        "sources": sources,
+        "outbox": {
+            "pending": outbox.depth,
+            "oldest_seconds": round(time.time() - oldest, 1) if oldest else None,
+            "failed": [
+                {
+                    "document": i.document,
+                    "user": i.user,
+                    "source": i.source,
+                    "change": i.kind,
+                    "entry": i.entry_id,
+                    "error": i.error,
+                }
+                for i in outbox.failed[-20:]
+            ],
+        },
+        "documents": engine.versions.served_counts(),
+    }
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response(status(request.app[keys.ENGINE]))
+
+
 def control_app(engine: Engine) -> web.Application:
     app = web.Application()
     app[keys.ENGINE] = engine
     app.router.add_post("/sync", _sync)
+    app.router.add_get("/status", _status)
     return app
 
 

@@ -13,6 +13,7 @@ from gateway.config import Config, DocumentConfig
 from gateway.entry import Entry
 from gateway.logs import event
 from gateway.merge import merge, with_entry_ids
+from gateway.metrics import Metrics
 from gateway.model import UserRef
 from gateway.outbox import Outbox
 from gateway.store import FILE_NAME as STORE_FILE
@@ -49,6 +50,9 @@ class Engine:
             {key: doc.keep_versions_for for key, doc in config.documents.items()},
         )
         self.store: Store | None = None
+        self.metrics = Metrics()
+        self.metrics.attach(self)
+        self.sources.metrics = self.outbox.metrics = self.metrics
         self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -59,6 +63,30 @@ class Engine:
         await self.sources.start(self.config.server.startup_sync_wait)
         await self.outbox.start(store)
         self._flusher = asyncio.create_task(self._flush_versions())
+
+    async def reload(self, config: Config) -> None:
+        """Take a new configuration's sources and documents without dropping connections:
+        requests under way finish with the old ones. The state database stays open, so
+        snapshots whose source did not change are served at once."""
+        await self.outbox.stop()
+        await self.sources.stop()
+        if self.store is not None:
+            self.versions.flush(self.store)
+        self.config = config
+        self.sources = Sources(config)
+        self.composer = Composer(self.sources)
+        self.outbox = Outbox(self.sources, self.composer.numbers_for)
+        self.composer.outbox = self.outbox
+        self.sources.metrics = self.outbox.metrics = self.metrics
+        self.versions = Versions(
+            {key: doc.keep_versions for key, doc in config.documents.items()},
+            {key: doc.keep_versions_for for key, doc in config.documents.items()},
+        )
+        if self.store is not None:
+            self.sources.attach_store(self.store)
+            await asyncio.to_thread(self.versions.load, self.store)
+            await self.sources.start(config.server.startup_sync_wait)
+            await self.outbox.start(self.store)
 
     def open_store(self) -> Store:
         self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +145,8 @@ class Engine:
         plan = merge(
             ours.entries if base is None else base, theirs, ours.entries, document.conflict_policy
         )
+        if plan.conflicts:
+            self.metrics.conflicts.labels(key).inc(len(plan.conflicts))
         for conflict in plan.conflicts:
             event(
                 "conflict",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth.middleware import Authenticator
 from gateway.config import Config
 from gateway.engine import Engine
 
 CONFIG = web.AppKey("config", Config)
 ENGINE = web.AppKey("engine", Engine)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

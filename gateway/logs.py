@@ -1,7 +1,8 @@
-"""Structured logging: one event per line as key=value pairs."""
+"""Structured logging: one event per line, as key=value pairs or as JSON (`[logging]`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -17,17 +18,45 @@ def _quote(value: object) -> str:
 
 
 def event(name: str, level: int = logging.INFO, /, **fields: Any) -> None:
-    """Log `event=name key=value …`; keys whose value is None are left out."""
+    """Log one event; fields whose value is None are left out."""
     if log.isEnabledFor(level):
-        pairs = " ".join(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
-        log.log(level, f"event={name} {pairs}".rstrip())
+        present = {k: v for k, v in fields.items() if v is not None}
+        pairs = " ".join(f"{k}={_quote(v)}" for k, v in present.items())
+        log.log(level, f"event={name} {pairs}".rstrip(), extra={"event": name, "fields": present})
 
 
-def setup(level: str = "INFO") -> None:
+class KeyValueFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s level=%(levelname)s %(message)s")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event and its fields (or the message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname}
+        if event_name := getattr(record, "event", None):
+            data["event"] = event_name
+            data.update(
+                {
+                    k: v if isinstance(v, int | float | bool) else str(v)
+                    for k, v in getattr(record, "fields", {}).items()
+                }
+            )
+        else:
+            data["logger"], data["message"] = record.name, record.getMessage()
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup(level: str = "INFO", style: str = "kv") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if style == "json" else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # APScheduler says "Running job …" at every run; our own sync events say more.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # Requests are logged once, by the gateway's own middleware.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gateway import writeback
 from gateway.connector import ConnectorError, ReadOnly, Rejected, Unavailable
@@ -24,6 +24,9 @@ from gateway.model import UserRef
 from gateway.numbers import NumberFormat
 from gateway.store import Store
 from gateway.sync import Sources
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
 
 Kind = Literal["create", "update", "delete"]
 #: Retry delays after an upstream failure: RETRY_FIRST seconds, doubling, up to RETRY_MAX.
@@ -67,6 +70,7 @@ class Outbox:
         #: Changes whenever `pending` does: part of every composed document's inputs.
         self.version = 0
         self._next_id = 1
+        self.metrics: Metrics | None = None
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake: dict[tuple[str, str], asyncio.Event] = {}
 
@@ -150,6 +154,8 @@ class Outbox:
                     await asyncio.wait_for(wake.wait(), timeout=delay)
                 continue
             outcome = await self._apply(item)
+            if self.metrics is not None:
+                self.metrics.writes.labels(item.source, outcome).inc()
             if outcome == "retry":
                 item.attempts += 1
                 item.next_attempt = time.time() + min(

@@ -13,13 +13,16 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import SourceConfig
 from gateway.connector import Connector, ConnectorError, InvalidToken
 from gateway.logs import event
 from gateway.model import Contact, UserRef
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
 
 #: Below this many entries a shrink is not suspicious (a small book emptied on purpose).
 SHRINK_MIN_ENTRIES = 10
@@ -54,6 +57,7 @@ class SourceState:
         #: Set while a suspicious shrink is held back: (entries now, entries the sync found).
         self.held_back: tuple[int, int] | None = None
         self.accept_shrink = False
+        self.metrics: Metrics | None = None
         self.loaded = False
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
@@ -105,6 +109,7 @@ class SourceState:
                 else:
                     contacts = await self._pull_listing()
             except ConnectorError as exc:
+                self._count("failed", started)
                 self.token = token
                 self.failures += 1
                 self.last_error = str(exc)
@@ -119,10 +124,17 @@ class SourceState:
                 )
                 return False
             if contacts is not self.contacts and self._suspicious_shrink(len(contacts)):
+                self._count("held_back", started)
                 self.token = token  # resume from before this result next time
                 return False
+            self._count("ok", started)
             self.failures, self.last_error, self.held_back = 0, None, None
             return await self._accept(contacts, token, started)
+
+    def _count(self, result: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.syncs.labels(self.name, result).inc()
+            self.metrics.sync_seconds.labels(self.name).observe(time.monotonic() - started)
 
     def _suspicious_shrink(self, found: int) -> bool:
         had = len(self.contacts)

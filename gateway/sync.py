@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
 from gateway.model import UserRef
 from gateway.scheduler import SyncScheduler, retry_delay
 from gateway.source_state import SourceState
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
 
 
 class Sources:
@@ -22,6 +25,7 @@ class Sources:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         self.store = store
+        self.metrics: Metrics | None = None
         self.scheduler = SyncScheduler()
         self._per_user = {
             name: source.connector_class.is_per_user(source.settings)
@@ -51,6 +55,7 @@ class Sources:
             else:
                 connector = cls(name, source.settings)
             state = self._states[key] = SourceState(name, source, connector, self.store)
+            state.metrics = self.metrics
         return state
 
     def states(self) -> list[SourceState]:

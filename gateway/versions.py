@@ -72,6 +72,13 @@ class Versions:
             return None
         return max(candidates, key=lambda version: _likeness(version, theirs))
 
+    def served_counts(self) -> dict[str, int]:
+        """Per document, how many users were served it."""
+        counts: dict[str, int] = {}
+        for document, _ in self._served:
+            counts[document] = counts.get(document, 0) + 1
+        return counts
+
     # --- persistence ------------------------------------------------------------------------
 
     def flush(self, store: Store) -> None:

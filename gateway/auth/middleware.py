@@ -15,24 +15,36 @@ from gateway.auth.limits import FailureLimiter
 from gateway.auth.users import UserFile
 from gateway.config import AuthConfig, Config
 from gateway.logs import event
+from gateway.metrics import Metrics
 from gateway.xcap.uri import XcapPath, parse_xcap_path
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PasswordCheck = Callable[[str, str], Awaitable[bool]]
-OPEN_PATHS = {"/healthz", "/readyz"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
 #: The authenticated login name, for handlers that need it.
 LOGIN = web.RequestKey("login", str)
 READS = {"GET", "HEAD"}
 
 
 class Authenticator:
-    def __init__(self, config: Config, ldap_check: PasswordCheck | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        ldap_check: PasswordCheck | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
+        self.metrics = metrics
         self.auth: AuthConfig = config.auth
         self.users = UserFile(self.auth.users_file) if self.auth.users_file else None
         self.digest = Digest(self.auth.nonce_lifetime)
         self.limiter = FailureLimiter(self.auth.max_failures, self.auth.failure_window)
         self.ldap_check = ldap_check
+
+    def reload(self, config: Config) -> None:
+        """New users file, realms, admins; nonces and failure counts carry over."""
+        self.config, self.auth = config, config.auth
+        self.users = UserFile(self.auth.users_file) if self.auth.users_file else None
 
     def realm_for(self, path: XcapPath | None) -> str:
         domain = path.user.domain if path is not None and path.user is not None else ""
@@ -110,6 +122,8 @@ class Authenticator:
                 headers={"Retry-After": str(int(wait) + 1)},
             )
         if reason != "no credentials" and not stale:
+            if self.metrics is not None:
+                self.metrics.auth_failures.inc()
             self.limiter.failed(client, *([f"user:{user}"] if user else []))
             event("auth_failed", logging.WARNING, client=request.remote, user=user, reason=reason)
         if self.auth.mode == "digest":

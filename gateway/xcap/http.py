@@ -57,7 +57,7 @@ def accepts_gzip(header: str) -> bool:
 async def read_body(request: web.Request) -> bytes:
     """The request body, if it arrives within `body_timeout` (else 408: slow senders must
     not hold connections open)."""
-    timeout = request.app[keys.CONFIG].server.body_timeout
+    timeout = request.app[keys.ENGINE].config.server.body_timeout
     try:
         return await asyncio.wait_for(request.read(), timeout)
     except TimeoutError as exc:

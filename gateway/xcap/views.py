@@ -17,7 +17,7 @@ RETRY_AFTER = 30
 
 
 async def xcap_handler(request: web.Request) -> web.StreamResponse:
-    config = request.app[keys.CONFIG]
+    config = request.app[keys.ENGINE].config
     try:
         raw = request.rel_url.raw_path
         if request.rel_url.raw_query_string:

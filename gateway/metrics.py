@@ -1,0 +1,105 @@
+"""Prometheus metrics: counters the gateway updates as it goes, and gauges read from the
+engine at scrape time (entries, outbox). Served at /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.engine import Engine
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "xcap_requests",
+            "HTTP requests answered",
+            ["method", "status", "document"],
+            registry=self.registry,
+        )
+        self.syncs = Counter(
+            "xcap_syncs",
+            "Source syncs by result (ok, failed, held_back)",
+            ["source", "result"],
+            registry=self.registry,
+        )
+        self.sync_seconds = Histogram(
+            "xcap_sync_duration_seconds",
+            "Duration of source syncs",
+            ["source"],
+            registry=self.registry,
+            buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300),
+        )
+        self.conflicts = Counter(
+            "xcap_conflicts",
+            "Write-back conflicts (a field changed on both sides)",
+            ["document"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter("xcap_auth_failures", "Failed logins", registry=self.registry)
+        self.writes = Counter(
+            "xcap_writes",
+            "Changes applied upstream by outcome",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+
+    def attach(self, engine: Engine) -> None:
+        self.registry.register(_EngineCollector(engine, self))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        entries = GaugeMetricFamily(
+            "xcap_source_entries", "Entries in the last good snapshot", labels=["source"]
+        )
+        totals: dict[str, int] = {}
+        for state in self.engine.sources.states():
+            totals[state.name] = totals.get(state.name, 0) + len(state.contacts)
+        for name, count in sorted(totals.items()):
+            entries.add_metric([name], count)
+        yield entries
+        outbox = self.engine.outbox
+        yield GaugeMetricFamily(
+            "xcap_outbox_depth", "Changes from phones not yet applied", value=outbox.depth
+        )
+        oldest = outbox.oldest()
+        yield GaugeMetricFamily(
+            "xcap_outbox_oldest_seconds",
+            "Age of the oldest pending change",
+            value=time.time() - oldest if oldest else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "xcap_outbox_failed", "Changes the upstream refused for good", value=len(outbox.failed)
+        )
+        answered = not_modified = 0.0
+        for metric in self.metrics.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels.get("method") in (
+                    "GET",
+                    "HEAD",
+                ):
+                    answered += sample.value
+                    if sample.labels.get("status") == "304":
+                        not_modified += sample.value
+        yield GaugeMetricFamily(
+            "xcap_not_modified_ratio",
+            "Share of GETs answered 304",
+            value=not_modified / answered if answered else 0.0,
+        )
