@@ -27,5 +27,5 @@ USER 10001:10001
 VOLUME ["/etc/xcap-gateway", "/var/lib/xcap-gateway"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
-    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('XCAP_HEALTH_URL', 'http://127.0.0.1:8080/healthz'), timeout=4)"]
 CMD ["xcap-gateway", "serve", "--config", "/etc/xcap-gateway/gateway.toml"]

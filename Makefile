@@ -21,12 +21,19 @@ check-config: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gateway connectors tests bench
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
-# Real servers for the integration tests: slapd from Debian (installed when missing; needs root).
+# Real servers for the integration tests, from Debian, installed when missing (as root):
+# slapd and ldap-utils; podman, runc and debootstrap for the container test.
+DEBIAN_TEST_PACKAGES := slapd ldap-utils podman runc debootstrap
 test-servers:
-	@command -v /usr/sbin/slapd >/dev/null && command -v ldapsearch >/dev/null || { \
-	    echo "installing slapd and ldap-utils"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
+	@missing=""; \
+	for tool in /usr/sbin/slapd ldapsearch podman runc debootstrap; do \
+	    command -v $$tool >/dev/null || missing=yes; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $(DEBIAN_TEST_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
+	fi
 
 test: $(BIN)/.installed test-servers lint
 	$(BIN)/pytest -q

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the image with podman from a locally made Debian base (no registry needed),
 # starts it with the demo configuration, fetches tbook.xml, PUTs an edit, and stops it.
-# Needs root, podman, runc and debootstrap (Debian packages). The demo listens on 8080.
+# Needs root, podman, runc and debootstrap (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image=localhost/xcap-gateway:smoke
@@ -31,21 +31,28 @@ if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
 fi
 podman build --pull=never --format docker "${ca_args[@]}" -t "$image" . >"$work/build.log"
 
+# The shipped configuration, on a free port, mounted as the configuration volume.
+port=${XCAP_SMOKE_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+sed "s/0.0.0.0:8080/127.0.0.1:$port/" config/container.toml >"$work/gateway.toml"
+chmod 644 "$work/gateway.toml"
 name=xcap-smoke-$$
-podman run -d --name "$name" --network host "$image" \
-    xcap-gateway serve --config /etc/xcap-gateway/gateway.toml >/dev/null
+podman run -d --name "$name" --network host -v "$work/gateway.toml:/etc/xcap-gateway/gateway.toml:ro" \
+    -e "XCAP_HEALTH_URL=http://127.0.0.1:$port/healthz" "$image" >/dev/null 2>"$work/run.log"
 trap 'podman rm -f "$name" >/dev/null 2>&1 || true' EXIT
-url=http://127.0.0.1:8080/users/sip:alice@example.com/tbook.xml
+url=http://127.0.0.1:$port/users/sip:alice@example.com/tbook.xml
 for _ in $(seq 50); do curl -sf -o "$work/tbook.xml" "$url" && break; sleep 0.2; done
 count=$(grep -c '<entry>' "$work/tbook.xml")
 sed 's/Leiterin Einkauf/Head of Purchasing/' "$work/tbook.xml" >"$work/edited.xml"
 status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$work/edited.xml" "$url")
 # The edit is applied from the outbox just after the answer.
 for _ in $(seq 50); do
-    title=$(podman exec "$name" grep '^TITLE' /srv/xcap-gateway/contacts/anna.mueller.vcf)
+    title=$(podman exec "$name" grep '^TITLE' /srv/xcap-gateway/contacts/anna.mueller.vcf | tr -d '\r')
     [ "$title" = "TITLE:Head of Purchasing" ] && break
     sleep 0.1
 done
 user=$(podman exec "$name" id -un)
 echo "entries=$count put=$status $title user=$user"
-[ "$count" -ge 25 ] && [ "$status" = 200 ] && [ "$title" = "TITLE:Head of Purchasing" ] && [ "$user" = xcap ]
+health=$(podman healthcheck run "$name" 2>/dev/null || echo unhealthy)
+[ -z "$health" ] && health=healthy
+echo "healthcheck: $health"
+[ "$count" -ge 25 ] && [ "$health" = healthy ] && [ "$status" = 200 ] && [ "$title" = "TITLE:Head of Purchasing" ] && [ "$user" = xcap ]
