@@ -177,3 +177,31 @@ def test_example_configs_are_valid(
 def test_the_default_state_dir_is_beside_the_config_file(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, GOOD))
     assert config.server.state_dir == tmp_path.resolve() / "var"
+
+
+def _configmap_toml() -> str:
+    text = (ROOT / "deploy" / "kubernetes.yaml").read_text()
+    block = text.split("gateway.toml: |\n", 1)[1].split("\n---", 1)[0]
+    return "\n".join(line[4:] for line in block.splitlines())
+
+
+@pytest.mark.parametrize("name", ["compose", "kubernetes"])
+def test_deployment_configs_are_valid(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        (ROOT / "deploy" / "gateway-compose.toml").read_text()
+        if name == "compose"
+        else _configmap_toml()
+    )
+    for secret in (
+        "/run/secrets/ldap_admin_password",
+        "/etc/xcap-gateway/users.htdigest",
+        "/etc/xcap-gateway/secrets/ldap-password",
+        "/etc/xcap-gateway/users/users.htdigest",
+    ):
+        stand_in = tmp_path / Path(secret).name
+        stand_in.write_text("x\n")
+        text = text.replace(secret, str(stand_in))
+    config = load_config(write_config(tmp_path, text))
+    assert config.auth.mode == "digest" and config.documents["tbook"].name == "tbook.xml"
