@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -36,10 +35,11 @@ from gateway.connector import (
     Rejected,
     Unavailable,
     WrongEtag,
+    decode_token,
+    fill_template,
 )
 from gateway.model import Contact, UserRef
 
-_TEMPLATE = re.compile(r"\{(user|domain|xui)\}")
 VCARD_TYPE = "text/vcard; charset=utf-8"
 
 
@@ -70,11 +70,9 @@ class CardDavConnector(Connector[CardDavSettings]):
         cls, settings: CardDavSettings, values: Mapping[str, str]
     ) -> CardDavSettings:
         """Values go into the URL percent-encoded, so a user name cannot add a path segment."""
-        updates: dict[str, Any] = {
-            "url": _TEMPLATE.sub(lambda m: _path_segment(values[m[1]]), settings.url)
-        }
+        updates: dict[str, Any] = {"url": fill_template(settings.url, values, _path_segment)}
         if settings.username:
-            updates["username"] = _TEMPLATE.sub(lambda m: values[m[1]], settings.username)
+            updates["username"] = fill_template(settings.username, values)
         return settings.model_copy(update=updates)
 
     # --- HTTP -----------------------------------------------------------------------------
@@ -278,7 +276,7 @@ class CardDavConnector(Connector[CardDavSettings]):
             self._books = None  # a full pull also rediscovers the address books
             states: dict[str, Any] = {}
         else:
-            states = _decode_token(token)
+            states = decode_token(token)
         books = await self.books()
         if token is not None and set(states) != set(books):
             raise InvalidToken("the address books changed")
@@ -438,13 +436,3 @@ def _status_error(reply: _Reply, action: str) -> Exception:
             f"{reply.body[:200].decode('utf-8', 'replace')}"
         )
     return Unavailable(f"{action}: unexpected answer {reply.status}")
-
-
-def _decode_token(token: str) -> dict[str, Any]:
-    try:
-        value = json.loads(token)
-    except ValueError as exc:
-        raise InvalidToken("unreadable sync token") from exc
-    if not isinstance(value, dict):
-        raise InvalidToken("unreadable sync token")
-    return value

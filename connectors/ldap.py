@@ -15,10 +15,9 @@ import builtins
 import concurrent.futures
 import json
 import multiprocessing
-import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from ldap3 import DEREF_NEVER, Connection
@@ -40,10 +39,12 @@ from gateway.connector import (
     ReadOnly,
     Unavailable,
     WrongEtag,
+    decode_token,
+    fill_template,
+    has_template,
 )
 from gateway.model import Contact, UserRef
 
-_TEMPLATE = re.compile(r"\{(user|domain|xui)\}")
 _DN_KEYS = {"base_dn", "create_base_dn"}
 #: A filter that matches nothing: asks a content-sync server for its current cookie only.
 _NOTHING = "(&(objectClass=*)(!(objectClass=*)))"
@@ -75,9 +76,9 @@ class LdapConnector(Connector[LdapSettings]):
         updates: dict[str, Any] = {}
         for key in ("base_dn", "filter", "create_base_dn"):
             text = getattr(settings, key)
-            if text and _TEMPLATE.search(text):
+            if text and has_template(text):
                 escape = escape_rdn if key in _DN_KEYS else escape_filter_chars
-                updates[key] = _fill(text, values, escape)
+                updates[key] = fill_template(text, values, escape)
         return settings.model_copy(update=updates)
 
     # --- the interface --------------------------------------------------------------
@@ -362,11 +363,7 @@ def _changes_in_process(
     connector = LdapConnector(source, settings, user)
     if token is None:
         return connector._full_pull()
-    return connector._changes_since(_decode_token(token))
-
-
-def _fill(text: str, values: Mapping[str, str], escape: Callable[[str], str]) -> str:
-    return _TEMPLATE.sub(lambda match: str(escape(values[match[1]])), text)
+    return connector._changes_since(decode_token(token))
 
 
 def _timestamp(entry: Entry) -> str:
@@ -374,13 +371,3 @@ def _timestamp(entry: Entry) -> str:
         if name.lower() == "modifytimestamp" and values:
             return values[0].decode()
     return ""
-
-
-def _decode_token(token: str) -> dict[str, Any]:
-    try:
-        value = json.loads(token)
-    except ValueError as exc:
-        raise InvalidToken("unreadable sync token") from exc
-    if not isinstance(value, dict):
-        raise InvalidToken("unreadable sync token")
-    return value

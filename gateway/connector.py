@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import PurePath
@@ -25,6 +26,9 @@ __all__ = [
     "AlreadyExists",
     "Capabilities",
     "Changes",
+    "decode_token",
+    "fill_template",
+    "has_template",
     "ConfigPath",
     "Connector",
     "ConnectorError",
@@ -42,6 +46,27 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "xcap_gateway.connectors"
 _TEMPLATE = re.compile(r"\{(user|domain|xui)\}")
+
+
+def fill_template(text: str, values: Mapping[str, str], escape: Callable[[str], str] = str) -> str:
+    """`text` with {user}, {domain} and {xui} replaced by `values`, each passed through
+    `escape` (what is safe where it goes: a filter, a DN, a URL segment)."""
+    return _TEMPLATE.sub(lambda match: escape(values[match[1]]), text)
+
+
+def has_template(text: str) -> bool:
+    return bool(_TEMPLATE.search(text))
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """A sync token a connector wrote as a JSON object; InvalidToken when it is not one."""
+    try:
+        value = json.loads(token)
+    except ValueError as exc:
+        raise InvalidToken("unreadable sync token") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken("unreadable sync token")
+    return value
 
 
 class ConnectorError(Exception):
@@ -133,9 +158,7 @@ class Connector(ABC, Generic[SettingsT]):
         """Settings with {user}, {domain}, {xui} filled in. Connectors that put the
         values into a query language (LDAP filters, URLs) override this to escape them."""
         data = settings.model_dump()
-        return settings.model_validate(
-            _substitute(data, lambda text: _TEMPLATE.sub(lambda m: values[m[1]], text))
-        )
+        return settings.model_validate(_substitute(data, lambda text: fill_template(text, values)))
 
     @classmethod
     def is_per_user(cls, settings: ConnectorSettings) -> bool:
@@ -143,7 +166,7 @@ class Connector(ABC, Generic[SettingsT]):
 
         def probe(text: str) -> str:
             nonlocal found
-            found = found or bool(_TEMPLATE.search(text))
+            found = found or has_template(text)
             return text
 
         _substitute(settings.model_dump(), probe)

@@ -12,8 +12,15 @@ from gateway.engine import Engine
 from gateway.model import UserRef
 from gateway.xcap import counterpath
 from gateway.xcap.errors import XcapConflict
-from gateway.xcap.http import PreconditionFailed, accepts_gzip, content_type, matches, read_body
-from gateway.xcap.nodes import delete_node, read_node, write_node
+from gateway.xcap.http import (
+    PreconditionFailed,
+    accepts_gzip,
+    change_node,
+    content_type,
+    matches,
+    read_body,
+    read_node_response,
+)
 from gateway.xcap.selector import Selector
 from gateway.xcap.xml import parse_document, serialize
 
@@ -101,21 +108,8 @@ async def node(
         raise PreconditionFailed("If-None-Match names the current version")
     root = parse_document(rendered.body)
     if request.method in ("GET", "HEAD"):
-        try:
-            kind, body = read_node(root, selector)
-        except LookupError as exc:
-            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
-        return web.Response(body=body, content_type=kind, headers={"ETag": rendered.etag})
-    if request.method == "PUT":
-        created = write_node(root, selector, content_type(request), await read_body(request))
-    elif request.method == "DELETE":
-        try:
-            delete_node(root, selector)
-        except LookupError as exc:
-            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
-        created = False
-    else:
-        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
+        return read_node_response(root, selector, rendered.etag)
+    created = await change_node(request, root, selector)
     # The changed document goes through the same merge as a phone's whole-document PUT,
     # with the version it was made from as its base.
     entries = counterpath.parse(serialize(root))

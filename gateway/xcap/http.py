@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from lxml import etree
 
 from gateway import keys
 from gateway.engine import PreconditionFailed
 from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
+from gateway.xcap.nodes import delete_node, read_node, write_node
+from gateway.xcap.selector import Selector
 
 __all__ = ["PreconditionFailed", "check_preconditions", "conflict_response", "matches"]
 
@@ -62,3 +65,28 @@ async def read_body(request: web.Request) -> bytes:
         return await asyncio.wait_for(request.read(), timeout)
     except TimeoutError as exc:
         raise web.HTTPRequestTimeout(text="the request body did not arrive in time\n") from exc
+
+
+NODE_METHODS = ["GET", "HEAD", "PUT", "DELETE"]
+
+
+def read_node_response(root: etree._Element, selector: Selector, etag: str) -> web.Response:
+    """The GET answer for the node `selector` names in `root` (404 when none)."""
+    try:
+        kind, body = read_node(root, selector)
+    except LookupError as exc:
+        raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
+    return web.Response(body=body, content_type=kind, headers={"ETag": etag})
+
+
+async def change_node(request: web.Request, root: etree._Element, selector: Selector) -> bool:
+    """Apply the request's PUT or DELETE to `root`; True when a PUT created the node."""
+    if request.method == "PUT":
+        return write_node(root, selector, content_type(request), await read_body(request))
+    if request.method == "DELETE":
+        try:
+            delete_node(root, selector)
+        except LookupError as exc:
+            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
+        return False
+    raise web.HTTPMethodNotAllowed(request.method, NODE_METHODS)

@@ -11,8 +11,13 @@ from gateway.model import UserRef
 from gateway.store import Store
 from gateway.xcap import resourcelists, storage
 from gateway.xcap.errors import XcapConflict
-from gateway.xcap.http import check_preconditions, content_type, read_body
-from gateway.xcap.nodes import delete_node, read_node, write_node
+from gateway.xcap.http import (
+    change_node,
+    check_preconditions,
+    content_type,
+    read_body,
+    read_node_response,
+)
 from gateway.xcap.selector import Selector
 from gateway.xcap.xml import parse_document, serialize
 
@@ -60,21 +65,8 @@ async def node(
         raise web.HTTPNotFound(text="no such document\n")
     root = parse_document(current.body, keep_comments=True)
     if request.method in ("GET", "HEAD"):
-        try:
-            kind, body = read_node(root, selector)
-        except LookupError as exc:
-            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
-        return web.Response(body=body, content_type=kind, headers={"ETag": current.etag})
-    if request.method == "PUT":
-        created = write_node(root, selector, content_type(request), await read_body(request))
-    elif request.method == "DELETE":
-        try:
-            delete_node(root, selector)
-        except LookupError as exc:
-            raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
-        created = False
-    else:
-        raise web.HTTPMethodNotAllowed(request.method, ALLOWED)
+        return read_node_response(root, selector, current.etag)
+    created = await change_node(request, root, selector)
     resourcelists.validate(root)
     saved = await asyncio.to_thread(
         storage.save, store, resourcelists.AUID, owner, path, serialize(root)
