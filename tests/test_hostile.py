@@ -10,15 +10,13 @@ import contextlib
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import write_config
-from tests.support import free_port
+from tests.support import free_port, start_gateway
 
 CORPUS = json.loads((Path(__file__).parent / "hostile" / "corpus.json").read_text())
 PLACEHOLDERS = {
@@ -111,12 +109,7 @@ sources = ["demo"]
 write_to = "demo"
 """,
     )
-    with open(tmp_path / "serve.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_gateway(config, tmp_path / "serve.log")
     yield process, port
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)

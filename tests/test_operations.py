@@ -17,7 +17,7 @@ import pytest
 from gateway.app import create_app
 from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory, drained, write_config
-from tests.support import free_port
+from tests.support import free_port, start_gateway
 from tests.xcap.support import ClientFactory
 
 URL = "/users/sip:alice@example.com/tbook.xml"
@@ -75,12 +75,7 @@ async def served(
     port = free_port()
     config = serve_config(tmp_path, contacts_dir, port)
     log = tmp_path / "serve.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_gateway(config, log)
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
             try:

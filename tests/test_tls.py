@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import aiohttp
 import trustme
 
 from tests.conftest import write_config
-from tests.support import free_port
+from tests.support import free_port, start_gateway
 from tests.test_auth import basic, htpasswd
 
 URL = "/users/sip:alice@example.com/tbook.xml"
@@ -48,12 +46,7 @@ name = "tbook.xml"
 sources = ["demo"]
 """,
     )
-    with open(tmp_path / "serve.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_gateway(config, tmp_path / "serve.log")
     try:
         trusted = ssl.create_default_context(cafile=None)
         ca.configure_trust(trusted)

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory, drained, write_config
 from tests.dav.servers import DavServer, vcard
 from tests.ldap.server import PEOPLE, SERVICE_PASSWORD, WRITER_DN, Slapd
-from tests.support import free_port
+from tests.support import free_port, start_gateway
 
 URL = "/users/sip:alice@example.com/tbook.xml"
 Client = TestClient[web.Request, web.Application]
@@ -190,12 +189,7 @@ async def test_a_gateway_killed_with_changes_pending_applies_them_once_after_res
     url = f"http://127.0.0.1:{port}{URL}"
 
     def serve() -> subprocess.Popen[bytes]:
-        with open(tmp_path / "serve.log", "ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        return start_gateway(config, tmp_path / "serve.log")
 
     async def wait_ok(session: aiohttp.ClientSession) -> bytes:
         for _ in range(200):

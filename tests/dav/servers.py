@@ -3,16 +3,14 @@ each started in a temp folder on 127.0.0.1 and stopped at the end."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from base64 import b64encode
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import free_port, stop_process, wait_listening
 
 BIN = Path(sys.executable).parent
 ADDRESSBOOK_MKCOL = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -41,25 +39,10 @@ class DavServer:
 
     def wait(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("server exited:\n" + (self.folder / "server.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start listening")
+        wait_listening(self.process, self.port, self.folder / "server.log")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def request(
         self,
