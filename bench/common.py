@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
+
+from tests.ldap.server import PEOPLE, READER_DN, SERVICE_PASSWORD, Slapd
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def best_of(runs: int, work: Callable[[], object]) -> float:
@@ -61,3 +66,36 @@ async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[int, floa
     async with session.get(url) as response:
         await response.read()
         return response.status, time.perf_counter() - started
+
+
+def demo_and_ldap_config(folder: Path, port: int, server: Slapd, page_size: int = 500) -> Path:
+    """A gateway serving the 28 demo cards as tbook.xml and the LDAP directory as
+    people.xml, listening at once (the LDAP pull goes on in the background)."""
+    (folder / "contacts").mkdir(exist_ok=True)
+    for card in (ROOT / "config" / "contacts").glob("*.vcf"):
+        shutil.copy(card, folder / "contacts")
+    config = folder / "gateway.toml"
+    config.write_text(f"""
+[server]
+listen = "127.0.0.1:{port}"
+startup_sync_wait = "0s"
+[sources.demo]
+type = "vcard-dir"
+path = "contacts"
+[sources.people]
+type = "ldap"
+url = "{server.url}"
+bind_dn = "{READER_DN}"
+password = "{SERVICE_PASSWORD}"
+base_dn = "{PEOPLE}"
+page_size = {page_size}
+interval = "1d"
+read_only = true
+[documents.tbook]
+name = "tbook.xml"
+sources = ["demo"]
+[documents.people]
+name = "people.xml"
+sources = ["people"]
+""")
+    return config

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import subprocess
 import tempfile
 import time
@@ -21,13 +20,18 @@ from pathlib import Path
 import aiohttp
 import trustme
 
-from bench.common import best_of, gateway_process, percentiles, timed_get
+from bench.common import (
+    best_of,
+    demo_and_ldap_config,
+    gateway_process,
+    percentiles,
+    timed_get,
+)
 from connectors.ldap import LdapConnector
 from connectors.ldap_settings import LdapSettings
 from tests.ldap import server as slapd
 from tests.support import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 500
 
 
@@ -91,33 +95,7 @@ async def latency(
     server: slapd.Slapd, folder: Path, requests: int
 ) -> dict[str, tuple[float, float]]:
     port = free_port()
-    config = folder / "gateway.toml"
-    (folder / "contacts").mkdir(exist_ok=True)
-    for card in (ROOT / "config" / "contacts").glob("*.vcf"):
-        shutil.copy(card, folder / "contacts")
-    config.write_text(f"""
-[server]
-listen = "127.0.0.1:{port}"
-startup_sync_wait = "0s"
-[sources.demo]
-type = "vcard-dir"
-path = "contacts"
-[sources.people]
-type = "ldap"
-url = "{server.url}"
-bind_dn = "{slapd.READER_DN}"
-password = "{slapd.SERVICE_PASSWORD}"
-base_dn = "{slapd.PEOPLE}"
-page_size = {PAGE_SIZE}
-interval = "1d"
-read_only = true
-[documents.demo]
-name = "demo.xml"
-sources = ["demo"]
-[documents.people]
-name = "people.xml"
-sources = ["people"]
-""")
+    config = demo_and_ldap_config(folder, port, server, PAGE_SIZE)
     base = f"http://127.0.0.1:{port}/users/sip:bench@example.com"
     results: dict[str, tuple[float, float]] = {}
     with gateway_process(config, folder / "gateway.log") as process:
@@ -126,7 +104,7 @@ sources = ["people"]
                 if process.poll() is not None:
                     raise SystemExit((folder / "gateway.log").read_text())
                 try:
-                    if (await timed_get(session, f"{base}/demo.xml"))[0] == 200:
+                    if (await timed_get(session, f"{base}/tbook.xml"))[0] == 200:
                         break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
@@ -134,9 +112,9 @@ sources = ["people"]
             while (await timed_get(session, f"{base}/people.xml"))[0] == 503 and len(
                 busy
             ) < 100_000:
-                busy.append((await timed_get(session, f"{base}/demo.xml"))[1])
+                busy.append((await timed_get(session, f"{base}/tbook.xml"))[1])
             idle = [
-                (await timed_get(session, f"{base}/demo.xml"))[1]
+                (await timed_get(session, f"{base}/tbook.xml"))[1]
                 for _ in range(max(requests, len(busy)))
             ]
     results["during the pull"] = percentiles(busy)

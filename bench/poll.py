@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import gateway_process, timed_get
-from bench.ldap_pull import ROOT, start_slapd
-from tests.ldap import server as slapd
+from bench.common import demo_and_ldap_config, gateway_process, timed_get
+from bench.ldap_pull import start_slapd
 from tests.support import free_port
 
 
@@ -49,36 +47,6 @@ def wrk(url: str, etag: str, connections: int, seconds: int) -> tuple[float, flo
     if "Non-2xx or 3xx" in result.stdout:
         raise SystemExit("errors in wrk's run:\n" + result.stdout)
     return rps, p99
-
-
-def gateway_config(folder: Path, port: int, server: slapd.Slapd) -> Path:
-    (folder / "contacts").mkdir()
-    for card in (ROOT / "config" / "contacts").glob("*.vcf"):
-        shutil.copy(card, folder / "contacts")
-    config = folder / "gateway.toml"
-    config.write_text(f"""
-[server]
-listen = "127.0.0.1:{port}"
-startup_sync_wait = "0s"
-[sources.demo]
-type = "vcard-dir"
-path = "contacts"
-[sources.people]
-type = "ldap"
-url = "{server.url}"
-bind_dn = "{slapd.READER_DN}"
-password = "{slapd.SERVICE_PASSWORD}"
-base_dn = "{slapd.PEOPLE}"
-interval = "1d"
-read_only = true
-[documents.tbook]
-name = "tbook.xml"
-sources = ["demo"]
-[documents.people]
-name = "people.xml"
-sources = ["people"]
-""")
-    return config
 
 
 def start_nginx(folder: Path, body: bytes) -> tuple[subprocess.Popen[bytes], int]:
@@ -144,7 +112,9 @@ def main() -> None:
         try:
             port = free_port()
             base = f"http://127.0.0.1:{port}/users/sip:phone@example.com"
-            with gateway_process(gateway_config(folder, port, server), folder / "gateway.log"):
+            with gateway_process(
+                demo_and_ldap_config(folder, port, server), folder / "gateway.log"
+            ):
                 asyncio.run(wait_for(f"{base}/tbook.xml", 200))
                 status, etag, body = asyncio.run(fetch(f"{base}/tbook.xml"))
                 syncing = asyncio.run(fetch(f"{base}/people.xml"))[0] == 503
