@@ -75,6 +75,8 @@ class ServerConfig(_Strict):
     tls_listen: list[str] = []
     #: A request body must arrive within this time (slow bodies are cut off with 408).
     body_timeout: PositiveDuration = 30.0
+    #: How long a PUT waits, after its changes are durable, for them to reach the sources.
+    put_wait: Duration = 2.0
     #: On SIGTERM: how long pending changes may take to reach their sources before exit.
     shutdown_grace: PositiveDuration = 10.0
     #: How long `serve` waits for the first syncs before it listens anyway.

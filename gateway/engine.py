@@ -159,6 +159,9 @@ class Engine:
             )
         items, ignored = outbox_items(plan, key, self.config, user, ours, self.sources)
         await self.outbox.commit(items)
+        # Durable now; a moment more lets a reachable upstream apply it before the answer,
+        # so whoever looks upstream right after the phone's PUT sees the change.
+        await self.outbox.settled(items, self.config.server.put_wait)
         merged = await self.document(key, user)
         held = {entry.entry_id: entry for entry in theirs}
         if held == dict(merged.entries):

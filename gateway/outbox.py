@@ -228,6 +228,15 @@ class Outbox:
         if self.store is not None:
             await asyncio.to_thread(_update_row, self.store, item, state)
 
+    async def settled(self, items: list[Item], timeout: float) -> None:
+        """Wait until `items` left the queue (applied or failed), at most `timeout`."""
+        deadline = time.monotonic() + timeout
+        waiting = {id(item) for item in items}
+        while time.monotonic() < deadline and any(
+            id(item) in waiting for queue in self._pending.values() for item in queue
+        ):
+            await asyncio.sleep(0.01)
+
     async def drained(self, timeout: float = 30.0) -> bool:
         """Wait until nothing is pending (or `timeout`); True when drained."""
         deadline = time.monotonic() + timeout
