@@ -146,6 +146,14 @@ class Composer:
                 max_entries=document.max_entries,
             )
         body = render_entries(entries)
+        event(
+            "document_rendered",
+            logging.DEBUG,
+            document=key,
+            user=user.xui or None,
+            entries=len(entries),
+            folded=folded,
+        )
         return Rendered(
             entries, origins, body, gzip.compress(body, mtime=0), etag_of(body), inputs, numbers
         )
