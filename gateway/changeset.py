@@ -10,9 +10,9 @@ from __future__ import annotations
 from gateway.compose import Rendered
 from gateway.config import Config
 from gateway.logs import event
-from gateway.merge import Create, Delete, Plan, Update
+from gateway.merge import Create, Plan, Update
 from gateway.model import UserRef
-from gateway.outbox import Item
+from gateway.outbox import Item, Kind
 from gateway.sync import Sources
 
 
@@ -24,84 +24,46 @@ def outbox_items(
     items: list[Item] = []
     ignored = 0
     for change in plan.changes:
+        kind: Kind
         if isinstance(change, Create):
-            entry_id = change.entry.entry_id
-            target = document.write_to
-            if target is None:
-                event(
-                    "create_ignored",
-                    document=key,
-                    user=user.xui,
-                    entry=entry_id,
-                    reason="the document has no write_to",
-                )
-                ignored += 1
-                continue
-            items.append(
-                Item(
-                    key,
-                    user.xui,
-                    target,
-                    _instance_user(sources, target, user),
-                    "create",
-                    entry_id,
-                    after=change.entry,
-                )
+            kind, entry_id, href = "create", change.entry.entry_id, ""
+            before, after, source = None, change.entry, document.write_to
+            refused = None if source else "the document has no write_to"
+        else:
+            before = change.before
+            origin = ours.origins[before.entry_id]
+            entry_id, href, source = before.entry_id, origin.href, origin.source
+            settings = config.sources[source]
+            if isinstance(change, Update):
+                kind, after = "update", change.after
+                refused = "read_only source" if settings.read_only else None
+            else:
+                kind, after = "delete", None
+                refused = None if settings.deletes_allowed else "deletes not allowed"
+        if refused is not None or source is None:
+            event(
+                f"{kind}_ignored",
+                document=key,
+                user=user.xui,
+                entry=entry_id,
+                source=source,
+                reason=refused,
             )
+            ignored += 1
             continue
-        before = change.before
-        origin = ours.origins[before.entry_id]
-        source = config.sources[origin.source]
-        instance_user = _instance_user(sources, origin.source, user)
-        if isinstance(change, Update):
-            if source.read_only:
-                event(
-                    "edit_ignored",
-                    document=key,
-                    user=user.xui,
-                    entry=before.entry_id,
-                    source=origin.source,
-                    reason="read_only source",
-                )
-                ignored += 1
-                continue
-            items.append(
-                Item(
-                    key,
-                    user.xui,
-                    origin.source,
-                    instance_user,
-                    "update",
-                    before.entry_id,
-                    origin.href,
-                    before,
-                    change.after,
-                )
+        items.append(
+            Item(
+                key,
+                user.xui,
+                source,
+                _instance_user(sources, source, user),
+                kind,
+                entry_id,
+                href,
+                before,
+                after,
             )
-        elif isinstance(change, Delete):
-            if not source.deletes_allowed:
-                event(
-                    "delete_ignored",
-                    document=key,
-                    user=user.xui,
-                    entry=before.entry_id,
-                    source=origin.source,
-                    reason="deletes not allowed",
-                )
-                ignored += 1
-                continue
-            items.append(
-                Item(
-                    key,
-                    user.xui,
-                    origin.source,
-                    instance_user,
-                    "delete",
-                    before.entry_id,
-                    origin.href,
-                    before,
-                )
-            )
+        )
     return items, ignored
 
 
