@@ -17,7 +17,7 @@ from gateway.engine import Engine
 from gateway.logs import event
 from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
 from gateway.model import UserRef
-from gateway.xcap.uri import parse_xcap_path
+from gateway.xcap.uri import request_path
 from gateway.xcap.views import xcap_handler
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -88,10 +88,7 @@ async def _request_log(request: web.Request, handler: Handler) -> web.StreamResp
 
 def _document_label(request: web.Request, engine: Engine) -> str:
     """The configured document key, the application usage, or "-" (bounded cardinality)."""
-    try:
-        path = parse_xcap_path(request.rel_url.raw_path, engine.config.server.xcap_root)
-    except UnicodeDecodeError:
-        return "-"
+    path = request_path(request, engine.config.server.xcap_root)
     if path is None:
         return "-"
     found = engine.find_document(path.auid, path.document) if path.user else None

@@ -16,7 +16,7 @@ from gateway.auth.users import UserFile
 from gateway.config import AuthConfig, Config
 from gateway.logs import event
 from gateway.metrics import Metrics
-from gateway.xcap.uri import XcapPath, parse_xcap_path
+from gateway.xcap.uri import XcapPath, request_path
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PasswordCheck = Callable[[str, str], Awaitable[bool]]
@@ -54,7 +54,7 @@ class Authenticator:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.auth.mode == "none" or request.path in OPEN_PATHS:
             return await handler(request)
-        path = _xcap_path(request, self.config.server.xcap_root)
+        path = request_path(request, self.config.server.xcap_root)
         realm = self.realm_for(path)
         client = f"addr:{request.remote}"
         if wait := self.limiter.blocked(client):
@@ -145,11 +145,3 @@ class Authenticator:
             return method in READS
         wanted = path.user.xui if self.auth.match == "xui" else path.user.user
         return login == wanted
-
-
-def _xcap_path(request: web.Request, root: str) -> XcapPath | None:
-    raw = request.rel_url.raw_path
-    try:
-        return parse_xcap_path(raw, root)
-    except UnicodeDecodeError:
-        return None

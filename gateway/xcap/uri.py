@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from aiohttp import web
+
 from gateway.model import UserRef
 
 _XMLNS = re.compile(r"xmlns\(\s*([A-Za-z_][\w.-]*)\s*=\s*([^)]*?)\s*\)")
@@ -75,3 +77,20 @@ def parse_xcap_path(raw_path: str, xcap_root: str) -> XcapPath | None:
 def _plain(xui: str) -> bool:
     """An xui is one name: no slash or control character, even percent-encoded."""
     return "/" not in xui and "\\" not in xui and all(ch >= " " for ch in xui)
+
+
+_PATH = web.RequestKey[XcapPath | None]("xcap_path")
+
+
+def request_path(request: web.Request, xcap_root: str) -> XcapPath | None:
+    """The request's XcapPath, parsed once per request (the logging and authentication
+    middlewares and the views all ask)."""
+    if _PATH not in request:
+        raw = request.rel_url.raw_path
+        if request.rel_url.raw_query_string:
+            raw += "?" + request.rel_url.raw_query_string
+        try:
+            request[_PATH] = parse_xcap_path(raw, xcap_root)
+        except UnicodeDecodeError:
+            request[_PATH] = None
+    return request[_PATH]

@@ -11,20 +11,14 @@ from gateway.xcap.errors import XcapConflict
 from gateway.xcap.http import PreconditionFailed, check_preconditions, conflict_response
 from gateway.xcap.nodes import NotAllowed, WrongType
 from gateway.xcap.selector import BadSelector, Selector, parse_selector
-from gateway.xcap.uri import XcapPath, parse_xcap_path
+from gateway.xcap.uri import XcapPath, request_path
 
 RETRY_AFTER = 30
 
 
 async def xcap_handler(request: web.Request) -> web.StreamResponse:
     config = request.app[keys.ENGINE].config
-    try:
-        raw = request.rel_url.raw_path
-        if request.rel_url.raw_query_string:
-            raw += "?" + request.rel_url.raw_query_string
-        path = parse_xcap_path(raw, config.server.xcap_root)
-    except UnicodeDecodeError:
-        path = None
+    path = request_path(request, config.server.xcap_root)
     if path is None:
         raise web.HTTPNotFound(text="not an XCAP document URI\n")
     try:
