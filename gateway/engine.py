@@ -97,7 +97,7 @@ class Engine:
     async def _flush_versions(self) -> None:
         while self.store is not None:
             await asyncio.sleep(VERSIONS_FLUSH_SECONDS)
-            await asyncio.to_thread(self.versions.flush, self.store)
+            await self.versions.flush_soon(self.store)
 
     async def stop(self) -> None:
         if self._flusher is not None:

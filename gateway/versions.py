@@ -9,6 +9,7 @@ weakens base selection to the best-match rule.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,12 @@ from gateway.entry import Entry, changed_fields, entry_from_json, entry_to_json
 from gateway.store import Store
 
 Entries = Mapping[str, Entry]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    served: list[tuple[str, str, list[tuple[str, str, float]]]]
+    versions: list[tuple[tuple[str, str], Entries]]
 
 
 @dataclass
@@ -34,6 +41,8 @@ class Versions:
         self._contents: dict[tuple[str, str], Entries] = {}
         self._served: dict[tuple[str, str], list[Served]] = {}
         self._unsaved: set[tuple[str, str]] = set()
+        #: Versions already in the database (their entries are written once).
+        self._saved: set[tuple[str, str]] = set()
 
     def record(self, document: str, user: str, device: str, etag: str, entries: Entries) -> None:
         """`device` of `user` now holds version `etag` of `document`."""
@@ -82,37 +91,62 @@ class Versions:
     # --- persistence ------------------------------------------------------------------------
 
     def flush(self, store: Store) -> None:
-        """Write what changed since the last flush (blocking: run it in a thread)."""
+        """Write what changed since the last flush (blocking)."""
+        self.write(store, self.take_unsaved())
+
+    async def flush_soon(self, store: Store) -> None:
+        """`flush`, with the writing in a worker thread."""
+        batch = self.take_unsaved()  # on the event loop: the tables change under requests
+        await asyncio.to_thread(self.write, store, batch)
+
+    def take_unsaved(self) -> _Batch:
+        """What to write, copied; and versions nobody holds any more forgotten."""
         pending, self._unsaved = self._unsaved, set()
+        served = [
+            (
+                document,
+                user,
+                [(s.device, s.etag, s.at) for s in self._served.get((document, user), [])],
+            )
+            for document, user in pending
+        ]
+        wanted = {(document, etag) for document, _, rows in served for _, etag, _ in rows}
+        versions = [
+            (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
+        ]
+        self._saved |= {key for key, _ in versions}
+        referenced = {(doc, s.etag) for (doc, _), history in self._served.items() for s in history}
+        for key in [key for key in self._contents if key not in referenced]:
+            del self._contents[key]
+        self._saved &= referenced
+        return _Batch(served, versions)
+
+    @staticmethod
+    def write(store: Store, batch: _Batch) -> None:
+        """Blocking: one transaction; each version's entries are encoded once."""
         with store.transaction() as db:
-            for document, user in pending:
-                history = self._served.get((document, user), [])
+            for document, user, rows in batch.served:
                 db.execute("DELETE FROM served WHERE document=? AND user=?", (document, user))
-                for served in history:
-                    db.execute(
-                        "INSERT OR REPLACE INTO served (document, user, device, etag, served_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (document, user, served.device, served.etag, served.at),
-                    )
-                    if (entries := self._contents.get((document, served.etag))) is not None:
-                        db.execute(
-                            "INSERT OR IGNORE INTO versions (document, etag, entries, created)"
-                            " VALUES (?, ?, ?, ?)",
-                            (
-                                document,
-                                served.etag,
-                                json.dumps([entry_to_json(e) for e in entries.values()]),
-                                served.at,
-                            ),
-                        )
+                db.executemany(
+                    "INSERT OR REPLACE INTO served (document, user, device, etag, served_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(document, user, device, etag, at) for device, etag, at in rows],
+                )
+            for (document, etag), entries in batch.versions:
+                db.execute(
+                    "INSERT OR IGNORE INTO versions (document, etag, entries, created)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        document,
+                        etag,
+                        json.dumps([entry_to_json(e) for e in entries.values()]),
+                        time.time(),
+                    ),
+                )
             db.execute(
                 "DELETE FROM versions WHERE NOT EXISTS (SELECT 1 FROM served s WHERE"
                 " s.document = versions.document AND s.etag = versions.etag)"
             )
-        # Versions nobody holds any more are forgotten in memory too.
-        referenced = {(doc, s.etag) for (doc, _), history in self._served.items() for s in history}
-        for key in [key for key in self._contents if key not in referenced]:
-            del self._contents[key]
 
     def load(self, store: Store) -> None:
         with store.transaction() as db:
@@ -123,6 +157,7 @@ class Versions:
         for document, etag, text in contents:
             entries = [entry_from_json(item) for item in json.loads(text)]
             self._contents[(document, etag)] = {e.entry_id: e for e in entries}
+            self._saved.add((document, etag))
         for document, user, device, etag, at in rows:
             self._served.setdefault((document, user), []).append(Served(etag, device, at))
 

@@ -250,3 +250,35 @@ async def test_a_failing_per_user_source_is_not_retried_on_every_poll(
         assert engine.sources.state("mine", ALICE).failures == 1  # tried once, then backed off
     finally:
         await engine.stop()
+
+
+async def test_served_versions_survive_a_restart_as_merge_bases(
+    make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    config = make_config()
+    engine = await started(config)
+    served = await engine.document("tbook", ALICE)
+    engine.served("tbook", ALICE, "snom|10.0.0.7", served)
+    await engine.stop()  # flushes the record of what each device holds
+    card = contacts_dir / "lars.petersen.vcf"
+    card.write_bytes(card.read_bytes().replace(b"Ejer", b"Direktor"))
+    engine = await started(config)
+    try:
+        now = await engine.document("tbook", ALICE)
+        assert now.etag != served.etag
+        base = engine.versions.base_for("tbook", ALICE.xui, "snom|10.0.0.7", None, [])
+        assert base is not None and dict(base) == dict(served.entries)
+        # The phone, still holding the old version, edits Anna: Lars's new title survives.
+        anna = next(e for e in served.entries.values() if e.display_name == "Anna Müller")
+        sent = [
+            e
+            if e is not anna
+            else type(e)(e.entry_id, e.display_name, {**e.fields, "comment": "x"})
+            for e in served.entries.values()
+        ]
+        await engine.put("tbook", ALICE, sent, "snom|10.0.0.7")
+        assert await engine.outbox.drained()
+        assert "TITLE:Direktor" in card.read_text()
+        assert "NOTE:x" in (contacts_dir / "anna.mueller.vcf").read_text()
+    finally:
+        await engine.stop()
