@@ -18,16 +18,24 @@ events_logger = "file"
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 CONF
 
+# Exit 77 (the tests' "skip") only when podman cannot run here at all.
+if ! podman info >"$work/podman-info.log" 2>&1; then
+    echo "podman cannot run here: $(tail -n 1 "$work/podman-info.log")"
+    exit 77
+fi
+
 if ! podman image exists docker.io/library/debian:bookworm-slim; then
     rm -rf "$work/rootfs"
     debootstrap --variant=minbase bookworm "$work/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
         >"$work/debootstrap.log"
     tar -C "$work/rootfs" -c . | podman import - docker.io/library/debian:bookworm-slim >/dev/null
 fi
+# pip inside the build trusts what the host trusts (PIP_CERT, else the system bundle), so a
+# TLS-intercepting proxy between this machine and PyPI does not break the build.
 ca_args=()
-if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
-    # The host trusts a proxy's CA for PyPI: let pip inside the build trust it too.
-    ca_args=(-v "$PIP_CERT:/run/build-ca.crt:ro" --build-arg PIP_CERT=/run/build-ca.crt)
+ca_file=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+if [ -f "$ca_file" ]; then
+    ca_args=(-v "$ca_file:/run/build-ca.crt:ro" --build-arg PIP_CERT=/run/build-ca.crt)
 fi
 podman build --pull=never --format docker "${ca_args[@]}" -t "$image" . >"$work/build.log"
 

@@ -28,6 +28,8 @@ def test_the_image_builds_serves_and_takes_an_edit() -> None:
         timeout=900,
         check=False,
     )
+    if result.returncode == 77:
+        pytest.skip(result.stdout.strip())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "put=200 TITLE:Head of Purchasing user=xcap" in result.stdout
     assert "healthcheck: healthy" in result.stdout
