@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument(
                 "--user", required=True, help="the xui, e.g. sip:alice@example.com"
             )
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
+        words.insert(0, "serve")  # `xcap-gateway [--config PATH]` serves, like a container's CMD
+    args = parser.parse_args(words)
     logs.setup(args.log_level or "INFO")
     try:
         config = load_config(args.config)

@@ -116,3 +116,14 @@ def test_serve_says_which_address_it_cannot_listen_on(tmp_path: Path, contacts_d
         )
     assert result.returncode == 1
     assert f"[server] listen: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_options_without_a_command_mean_serve(tmp_path: Path, contacts_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(tmp_path, config_text(contacts_dir, port))
+        result = gateway("--config", str(path))
+    # It tried to serve (and said why it could not listen).
+    assert result.returncode == 1 and b"cannot listen on" in result.stderr
