@@ -51,6 +51,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: str = "INFO", style: str = "kv") -> None:
+    # A line per request: spare the record the fields no format here uses.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if style == "json" else KeyValueFormatter())
     root = logging.getLogger()
