@@ -17,7 +17,7 @@ from gateway.connector import (
     WrongEtag,
     load_connector_class,
 )
-from gateway.model import Contact, UserRef
+from gateway.model import UserRef
 from tests.connector_contract import SAMPLE, ConnectorContract, listing
 from tests.dav.servers import DavServer, vcard
 
@@ -219,7 +219,3 @@ async def test_per_user_books_with_a_service_account(radicale: DavServer) -> Non
     finally:
         await bob.close()
         await climber.close()
-
-
-def test_contact_fields_from_the_sample() -> None:
-    assert isinstance(SAMPLE, Contact)

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ldap3 import MODIFY_ADD, MODIFY_REPLACE
+from ldap3 import MODIFY_REPLACE
 
 from connectors.ldap import LdapConnector
 from connectors.ldap_settings import LdapSettings
 from gateway.connector import (
-    Changes,
     InvalidToken,
     Rejected,
     Unavailable,
@@ -33,7 +32,6 @@ from tests.ldap.server import (
     WRITER_DN,
     Slapd,
     admin_connection,
-    person_ldif,
 )
 
 MakeSlapd = Callable[..., Slapd]
@@ -321,11 +319,6 @@ async def test_a_reader_cannot_write(make_slapd: MakeSlapd) -> None:
     (person,) = (await ldap.changes(None)).changed
     with pytest.raises(Exception, match="insufficient access"):
         await ldap.update(person.href, person.replace(profession="x"), person.etag)
-
-
-def test_changes_are_plain_values() -> None:
-    assert Changes("t").changed == () and MODIFY_ADD == "MODIFY_ADD"
-    assert person_ldif(1).startswith("dn: uid=user000001,")
 
 
 async def test_an_attribute_the_schema_lacks_is_a_clear_rejection(make_slapd: MakeSlapd) -> None:
