@@ -27,7 +27,12 @@ from pydantic import SecretStr
 
 from connectors import ldap_syncrepl as syncrepl
 from connectors.ldap_client import SCOPES, Entry, LdapClient, check
-from connectors.ldap_entry import entry_to_contact, modifications, new_entry_attributes
+from connectors.ldap_entry import (
+    entry_to_contact,
+    holds_exactly,
+    modifications,
+    new_entry_attributes,
+)
 from connectors.ldap_settings import LdapSettings
 from gateway.connector import (
     AlreadyExists,
@@ -37,6 +42,7 @@ from gateway.connector import (
     InvalidToken,
     NotFound,
     ReadOnly,
+    Rejected,
     Unavailable,
     WrongEtag,
     decode_token,
@@ -328,20 +334,40 @@ class LdapConnector(Connector[LdapSettings]):
         )
         rdn_attribute = self.settings.create_rdn_attribute
         rdn_value = (attributes.get(rdn_attribute) or [contact.entry_id or "contact"])[0]
-        attributes[rdn_attribute] = [rdn_value]
-        # A name already taken by someone else gets the entry_id as a suffix; the same
-        # suffixed name taken means this very create landed before (a retry).
-        candidates = [rdn_value, f"{rdn_value} ({contact.entry_id[:8] or 'new'})"]
+        # A name taken by someone else gets the entry_id as a suffix (the first 8 digits,
+        # then all of them). A name taken by an entry holding exactly what this create
+        # writes is this very create, landed before a crash or a lost answer: a retry
+        # finds it there instead of adding a second entry, with or without a marker.
+        suffix = contact.entry_id or "new"
+        candidates = dict.fromkeys(
+            [rdn_value, f"{rdn_value} ({suffix[:8]})", f"{rdn_value} ({suffix})"]
+        )
         with self._write_lock:
-            for index, value in enumerate(candidates):
+            for value in candidates:
                 dn = f"{rdn_attribute}={escape_rdn(value)},{base}"
-                attributes[rdn_attribute] = [value]
-                self.client.call(conn.add, dn, attributes=attributes)
-                if conn.result.get("result") == 68 and index == 0:
-                    continue
-                check(conn.result, f"add of {dn}")
-                return self._read_contact(conn, dn)
-        raise Unavailable("unreachable")  # pragma: no cover - the loop returns or raises
+                written = {**attributes, rdn_attribute: [value]}
+                self.client.call(conn.add, dn, attributes=written)
+                if conn.result.get("result") != 68:
+                    check(conn.result, f"add of {dn}")
+                    return self._read_contact(conn, dn)
+                if self._holds_exactly(conn, dn, written):
+                    raise AlreadyExists(f"add of {dn}: already there, from an earlier try")
+        raise Rejected(
+            f"add of {rdn_attribute}={rdn_value} under {base}: that name and its suffixed "
+            "forms are taken by other entries"
+        )
+
+    def _holds_exactly(
+        self, conn: Connection, dn: str, written: dict[str, builtins.list[str]]
+    ) -> bool:
+        mapped = [a for attributes in self.mapping.values() for a in attributes]
+        if self.settings.entry_id_attribute:
+            mapped.append(self.settings.entry_id_attribute)
+        try:
+            _, raw = self.client.read(conn, dn, sorted({*mapped, *written}, key=str.lower))
+        except NotFound:
+            return False  # deleted since the add found it: not ours to claim
+        return holds_exactly(raw, written, mapped)
 
 
 _POOL: concurrent.futures.ProcessPoolExecutor | None = None

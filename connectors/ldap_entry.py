@@ -158,3 +158,22 @@ def new_entry_attributes(
     if entry_id_attribute and contact.entry_id:
         attributes[entry_id_attribute] = [contact.entry_id]
     return attributes
+
+
+def holds_exactly(
+    raw: RawAttributes, written: Mapping[str, Sequence[str]], mapped: Sequence[str]
+) -> bool:
+    """Whether an entry read as `raw` (with every attribute in `written` and `mapped`)
+    holds just what an add of `written` stores: the same values (in any order) in each
+    attribute it writes, and nothing in the other mapped attributes. So an entry is
+    recognised as a create's own earlier result, never another person's of the same name."""
+    names = {name.lower(): name for name in [*mapped, *written]}
+    values = {name.lower(): list(given) for name, given in written.items()}
+    for lowered, name in names.items():
+        stored = _values(raw, name)
+        wanted = values.get(lowered, [])
+        if lowered == "objectclass":  # object class names match without regard to case
+            stored, wanted = [v.lower() for v in stored], [v.lower() for v in wanted]
+        if sorted(stored) != sorted(wanted):
+            return False
+    return True

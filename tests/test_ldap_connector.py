@@ -15,6 +15,7 @@ from ldap3 import MODIFY_REPLACE
 from connectors.ldap import LdapConnector
 from connectors.ldap_settings import LdapSettings
 from gateway.connector import (
+    AlreadyExists,
     InvalidToken,
     Rejected,
     Unavailable,
@@ -66,6 +67,19 @@ class TestLdapContract(ConnectorContract):
             create_base_dn=CONTACTS,
             entry_id_attribute="employeeNumber",
         )
+
+
+class TestLdapContractWithDefaults(ConnectorContract):
+    """Only what a create needs: no `entry_id_attribute` marks the entries made from a
+    phone, so a retried create must recognise its own entry by what it holds."""
+
+    sample = TestLdapContract.sample
+    missing_href = TestLdapContract.missing_href
+    keeps_entry_id = False
+
+    @pytest.fixture
+    def connector(self, make_slapd: MakeSlapd) -> LdapConnector:
+        return connector(make_slapd(), bind_dn=WRITER_DN, base_dn=CONTACTS, create_base_dn=CONTACTS)
 
 
 def test_registered_as_an_entry_point() -> None:
@@ -302,9 +316,51 @@ async def test_create_uses_the_rdn_and_suffixes_a_name_that_is_taken(make_slapd:
     second = await ldap.create(Contact(uid="", entry_id="CD" * 16, display_name="Max Muster"))
     assert second.href == f"cn=Max Muster (CDCDCDCD),{CONTACTS}"
     # The same create retried lands on its own earlier result, not a third entry.
-    with pytest.raises(Exception, match="lready"):
+    with pytest.raises(AlreadyExists):
         await ldap.create(Contact(uid="", entry_id="CD" * 16, display_name="Max Muster"))
     assert len(await listing(ldap)) == 2
+
+
+async def test_a_retried_create_finds_its_entry_and_never_takes_another_persons(
+    make_slapd: MakeSlapd,
+) -> None:
+    server = make_slapd()
+    ldap = connector(server, bind_dn=WRITER_DN, base_dn=CONTACTS, create_base_dn=CONTACTS)
+    assert ldap.settings.entry_id_attribute is None  # the default: no marker to search for
+    max_ = Contact(
+        uid="", entry_id="AB" * 16, display_name="Max Muster", surname="Muster", home=("1",)
+    )
+    first = await ldap.create(max_)
+    # The answer to the first add was lost (a crash, a timeout): the outbox tries again.
+    with pytest.raises(AlreadyExists):
+        await ldap.create(max_)
+    assert list(await listing(ldap)) == [first.href]
+    # Another person of the same name gets an entry of their own, suffixed; Max's is
+    # left as it was.
+    namesake = max_.replace(entry_id="CD" * 16, home=("2",))
+    second = await ldap.create(namesake)
+    assert second.href == f"cn=Max Muster (CDCDCDCD),{CONTACTS}"
+    assert second.home == ("2",) and await ldap.get(first.href) == first
+    with pytest.raises(AlreadyExists):
+        await ldap.create(namesake)
+    # A namesake with less (no home number) holds a subset of Max's values: not Max.
+    third = await ldap.create(max_.replace(entry_id="EF" * 16, home=()))
+    assert third.href == f"cn=Max Muster (EFEFEFEF),{CONTACTS}"
+    assert len(await listing(ldap)) == 3
+
+
+async def test_a_name_taken_in_every_suffixed_form_is_rejected_not_merged(
+    make_slapd: MakeSlapd,
+) -> None:
+    server = make_slapd()
+    ldap = connector(server, bind_dn=WRITER_DN, base_dn=CONTACTS, create_base_dn=CONTACTS)
+    admin = admin_connection(server)
+    for name in ("Max Muster", "Max Muster (ABABABAB)", f"Max Muster ({'AB' * 16})"):
+        admin.add(f"cn={name},{CONTACTS}", ["inetOrgPerson"], {"sn": "Someone else"})
+    admin.unbind()
+    with pytest.raises(Rejected, match="taken by other entries"):
+        await ldap.create(Contact(uid="", entry_id="AB" * 16, display_name="Max Muster"))
+    assert len(await listing(ldap)) == 3
 
 
 async def test_without_create_base_dn_creates_are_refused(make_slapd: MakeSlapd) -> None:
