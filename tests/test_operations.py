@@ -139,7 +139,10 @@ async def test_sighup_reloads_and_an_invalid_file_keeps_the_running_config(
         assert response.status == 200
         config.write_text(config.read_text() + "\n[documents.broken]\nname = 1\n")
         process.send_signal(signal.SIGHUP)
-        await asyncio.sleep(0.5)
+        for _ in range(200):  # until the gateway has looked at the broken file
+            if "reload_rejected" in (tmp_path / "serve.log").read_text():
+                break
+            await asyncio.sleep(0.05)
         async with session.get(f"{base}/other.xml") as response:
             assert response.status == 200  # still the last good configuration
         async with session.get(f"{base}/tbook.xml") as response:
