@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config_types import ConfigPath, Duration, PositiveDuration
-from gateway.model import Contact, UserRef
+from gateway.model import Contact, UserRef, is_one_name
 
 __all__ = [
     "AlreadyExists",
@@ -29,6 +29,7 @@ __all__ = [
     "decode_token",
     "fill_template",
     "has_template",
+    "UnsafeTemplateValue",
     "ConfigPath",
     "Connector",
     "ConnectorError",
@@ -48,10 +49,35 @@ ENTRY_POINT_GROUP = "xcap_gateway.connectors"
 _TEMPLATE = re.compile(r"\{(user|domain|xui)\}")
 
 
+class UnsafeTemplateValue(ValueError):
+    """A {user}, {domain} or {xui} value that would name something outside the user's own
+    book (`..`, empty, a slash, a NUL, an xui without a domain): no such user."""
+
+
 def fill_template(text: str, values: Mapping[str, str], escape: Callable[[str], str] = str) -> str:
     """`text` with {user}, {domain} and {xui} replaced by `values`, each passed through
-    `escape` (what is safe where it goes: a filter, a DN, a URL segment)."""
-    return _TEMPLATE.sub(lambda match: escape(values[match[1]]), text)
+    `escape` (what is safe where it goes: a filter, a DN, a URL segment).
+    Raises UnsafeTemplateValue for a value that is not one plain name."""
+
+    def fill(match: re.Match[str]) -> str:
+        value = values[match[1]]
+        _check_value(match[1], value)
+        return escape(value)
+
+    return _TEMPLATE.sub(fill, text)
+
+
+def _check_value(name: str, value: str) -> None:
+    # Checked here as well as at the URL: whatever calls us, a value never climbs out of
+    # its folder or URL path. Escaping cannot help: `..` is already "escaped".
+    if name == "xui":
+        # A domainless xui would name a book every domain's `alice` shares.
+        user = UserRef(value)
+        safe = "@" in value and user.names_one_user()
+    else:
+        safe = is_one_name(value)
+    if not safe:
+        raise UnsafeTemplateValue(f"{{{name}}} cannot be {value!r}")
 
 
 def has_template(text: str) -> bool:
@@ -156,7 +182,8 @@ class Connector(ABC, Generic[SettingsT]):
     @classmethod
     def settings_for_user(cls, settings: SettingsT, values: Mapping[str, str]) -> SettingsT:
         """Settings with {user}, {domain}, {xui} filled in. Connectors that put the
-        values into a query language (LDAP filters, URLs) override this to escape them."""
+        values into a query language (LDAP filters, URLs) override this to escape them,
+        and fill in with `fill_template` too. Raises UnsafeTemplateValue."""
         data = settings.model_dump()
         return settings.model_validate(_substitute(data, lambda text: fill_template(text, values)))
 

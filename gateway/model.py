@@ -94,5 +94,19 @@ class UserRef:
             text = text[4:]
         return cls(text)
 
+    def names_one_user(self) -> bool:
+        """Whether the user part, and the domain when there is an `@`, are each one plain
+        name (see `is_one_name`); a bare `alice` has no domain and passes."""
+        parts = [self.user, self.domain] if "@" in self.xui else [self.user]
+        return all(is_one_name(part) for part in parts)
+
     def template_values(self) -> dict[str, str]:
         return {"user": self.user, "domain": self.domain, "xui": self.xui}
+
+
+def is_one_name(text: str) -> bool:
+    """Whether `text` can stand in a path, URL or DN for itself alone: not empty, `.` or
+    `..`, and no slash, backslash or control character that could name something around it."""
+    if text in ("", ".", ".."):
+        return False
+    return not any(ch in "/\\" or ch < " " or ch == "\x7f" for ch in text)

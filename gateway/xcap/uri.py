@@ -56,7 +56,9 @@ def parse_xcap_path(raw_path: str, xcap_root: str) -> XcapPath | None:
         if len(segments) < 4:
             return None
         user = UserRef.parse(segments[2])
-        if not user.xui or not _plain(user.xui):
+        # Per-user sources put the xui's parts into paths, URLs and DNs: `.`, `..`, an
+        # empty part, a slash or a NUL (even percent-encoded) would name another's book.
+        if not user.names_one_user():
             return None
         document = segments[3:]
     else:
@@ -72,11 +74,6 @@ def parse_xcap_path(raw_path: str, xcap_root: str) -> XcapPath | None:
         unquote(selector, errors="strict") if separator else None,
         namespaces,
     )
-
-
-def _plain(xui: str) -> bool:
-    """An xui is one name: no slash or control character, even percent-encoded."""
-    return "/" not in xui and "\\" not in xui and all(ch >= " " for ch in xui)
 
 
 _PATH = web.RequestKey[XcapPath | None]("xcap_path")

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.compose import NotReady
+from gateway.connector import UnsafeTemplateValue
 from gateway.xcap import caps, directory_views, resourcelists, stored_views
 from gateway.xcap.errors import XcapConflict
 from gateway.xcap.http import PreconditionFailed, check_preconditions, conflict_response
@@ -23,6 +24,9 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="not an XCAP document URI\n")
     try:
         return await _dispatch(request, path)
+    except UnsafeTemplateValue as exc:
+        # A value a per-user source cannot be filled with names no user: not a server error.
+        raise web.HTTPNotFound(text="no such user\n") from exc
     except XcapConflict as conflict:
         return conflict_response(conflict, _document_uri(request, path))
     except BadSelector as exc:
