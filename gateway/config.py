@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -31,7 +32,11 @@ from gateway.connector import (
     ConnectorSettings,
     UnknownConnectorType,
     load_connector_class,
+    template_in_host,
+    template_names,
+    templated_settings,
 )
+from gateway.model import is_one_name, normalize_domain
 from gateway.numbers import NumberFormat
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -111,6 +116,8 @@ class AuthConfig(_Strict):
     ldap_source: str | None = None
     #: The login must equal the xui's user part ("user") or the whole xui ("xui").
     match: Literal["user", "xui"] = "user"
+    #: The domains served; an xui in any other domain is answered 404. Empty: any domain.
+    domains: list[str] = []
     #: Logins that may reach every user's documents.
     admins: list[str] = []
     #: Basic auth sends passwords in clear: refused over plain HTTP unless this is true.
@@ -119,6 +126,21 @@ class AuthConfig(_Strict):
     #: After this many failed logins within failure_window, the address / user waits.
     max_failures: int = Field(default=10, ge=1)
     failure_window: PositiveDuration = 300.0
+
+    # Compared with the xui's normalized domain, so `B.COM.` here means b.com.
+    @field_validator("realms")
+    @classmethod
+    def _realm_domains(cls, value: dict[str, str]) -> dict[str, str]:
+        return {normalize_domain(domain): realm for domain, realm in value.items()}
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        domains = [normalize_domain(domain) for domain in value]
+        for domain in domains:
+            if not is_one_name(domain) or "@" in domain:
+                raise ValueError(f'{domain!r} is not a domain name like "example.com"')
+        return domains
 
 
 class LoggingConfig(_Strict):
@@ -369,6 +391,7 @@ def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Proble
         if file is not None and not file.is_file():
             yield Problem(path, "server", key, f"no such file: {file}")
     yield from _auth_checks(config)
+    yield from _template_checks(config)
 
 
 def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> Iterator[Problem]:
@@ -443,3 +466,25 @@ def _auth_checks(config: Config) -> Iterator[Problem]:
             "basic sends passwords in clear and no HTTPS is configured: set tls_cert and "
             "tls_key, use digest, or set allow_insecure_basic = true",
         )
+
+
+def _template_checks(config: Config) -> Iterator[Problem]:
+    """A request's xui fills the templates of per-user sources: it must never choose the
+    server, and it may choose a domain's book only when that domain is authenticated."""
+    auth = config.auth
+    domain_unchecked = auth.mode != "none" and auth.match == "user" and not auth.domains
+    for name, source in config.sources.items():
+        for key, texts in templated_settings(source.settings).items():
+            problem = partial(Problem, config.path, f"sources.{name}", key)
+            if any(template_in_host(text) for text in texts):
+                yield problem(
+                    "a template in the host part of a URL lets a request choose the server "
+                    "the gateway connects and logs in to: keep {user}, {domain} and {xui} in "
+                    "the path"
+                )
+            if domain_unchecked and any(template_names(t) & {"domain", "xui"} for t in texts):
+                yield problem(
+                    'uses {domain} or {xui}, but with [auth] match = "user" the domain is not '
+                    "authenticated (alice could read alice@elsewhere's book): set [auth] "
+                    'match = "xui", or list the domains served in [auth] domains'
+                )

@@ -29,6 +29,9 @@ __all__ = [
     "decode_token",
     "fill_template",
     "has_template",
+    "template_in_host",
+    "template_names",
+    "templated_settings",
     "UnsafeTemplateValue",
     "ConfigPath",
     "Connector",
@@ -82,6 +85,33 @@ def _check_value(name: str, value: str) -> None:
 
 def has_template(text: str) -> bool:
     return bool(_TEMPLATE.search(text))
+
+
+def template_names(text: str) -> set[str]:
+    """Which of user, domain, xui `text` uses."""
+    return set(_TEMPLATE.findall(text))
+
+
+def template_in_host(text: str) -> bool:
+    """Whether a template is in the scheme or authority of the URL `text`: there a
+    request's xui would choose the server the gateway connects (and logs in) to."""
+    scheme, sep, rest = text.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return bool(sep) and has_template(scheme + sep + authority)
+
+
+def templated_settings(settings: ConnectorSettings) -> dict[str, builtins.list[str]]:
+    """The strings holding a template, by the name of the setting (top-level key) they are in."""
+    found: dict[str, builtins.list[str]] = {}
+    for key, value in settings.model_dump().items():
+
+        def probe(text: str, key: str = key) -> str:
+            if has_template(text):
+                found.setdefault(key, []).append(text)
+            return text
+
+        _substitute(value, probe)
+    return found
 
 
 def decode_token(token: str) -> dict[str, Any]:
@@ -189,15 +219,7 @@ class Connector(ABC, Generic[SettingsT]):
 
     @classmethod
     def is_per_user(cls, settings: ConnectorSettings) -> bool:
-        found = False
-
-        def probe(text: str) -> str:
-            nonlocal found
-            found = found or has_template(text)
-            return text
-
-        _substitute(settings.model_dump(), probe)
-        return found
+        return bool(templated_settings(settings))
 
     @abstractmethod
     def list(self) -> AsyncIterator[tuple[str, str]]:

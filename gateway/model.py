@@ -74,9 +74,17 @@ def effective_entry_id(contact: Contact) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UserRef:
-    """Whose document is asked for: the xui from the URL, split for templates."""
+    """Whose document is asked for: the xui from the URL, split for templates.
+
+    The domain is normalized when the value is made (lower case, no trailing dot), so realm
+    selection, owner checks and templates all see one spelling: `alice@B.COM.` is
+    `alice@b.com`, never a second name for a book or a way past a realm.
+    """
 
     xui: str  # without the "sip:" scheme, e.g. "alice@example.com"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "xui", normalize_xui(self.xui))
 
     @property
     def user(self) -> str:
@@ -110,3 +118,15 @@ def is_one_name(text: str) -> bool:
     if text in ("", ".", ".."):
         return False
     return not any(ch in "/\\" or ch < " " or ch == "\x7f" for ch in text)
+
+
+def normalize_domain(domain: str) -> str:
+    """DNS names are case-insensitive and `a.com.` is `a.com`: one spelling for each."""
+    return domain.lower().rstrip(".")
+
+
+def normalize_xui(xui: str) -> str:
+    """`user@domain` with the domain normalized; the user part is kept as it is (it may be
+    case-sensitive upstream)."""
+    user, at, domain = xui.partition("@")
+    return f"{user}{at}{normalize_domain(domain)}" if at else xui

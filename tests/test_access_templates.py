@@ -226,7 +226,7 @@ def test_filling_a_template_refuses_a_value_that_is_not_one_name(template: str, 
 
 
 def test_filling_a_template_with_one_name_works() -> None:
-    values = UserRef("Alice@example.com").template_values()
+    values = UserRef("Alice@Example.COM.").template_values()
     assert fill_template("books/{domain}/{user}/{xui}", values) == (
         "books/example.com/Alice/Alice@example.com"
     )

@@ -205,3 +205,91 @@ def test_deployment_configs_are_valid(
         text = text.replace(secret, str(stand_in))
     config = load_config(write_config(tmp_path, text))
     assert config.auth.mode == "digest" and config.documents["tbook"].name == "tbook.xml"
+
+
+PER_USER = (
+    GOOD
+    + """
+[sources.personal]
+type = "carddav"
+url = "CARDDAV"
+
+[sources.directory]
+type = "ldap"
+url = ["ldap://ldap1.example.com", "LDAP"]
+base_dn = "ou={user},dc=example,dc=com"
+"""
+)
+XUI_AUTH = '\n[auth]\nmode = "digest"\nusers_file = "users"\nmatch = "xui"\n'
+
+
+def per_user(tmp_path: Path, carddav: str, ldap: str, auth: str = XUI_AUTH) -> str:
+    (tmp_path / "users").write_text("")
+    return PER_USER.replace("CARDDAV", carddav).replace("LDAP", ldap) + auth
+
+
+@pytest.mark.parametrize(
+    ("carddav", "ldap"),
+    [
+        ("http://{domain}:5232/{user}/", "ldap://{domain}"),
+        ("https://{user}.dav.example.com/", "ldaps://ldap.{domain}:636"),
+        ("https://svc:pw@{xui}/", "ldap://ldap2.example.com:{user}"),
+        ("https://dav.example.com@{domain}/", "ldap://x@{domain}/"),
+    ],
+)
+def test_a_template_in_the_host_of_a_url_is_an_error(
+    tmp_path: Path, carddav: str, ldap: str
+) -> None:
+    """A request's xui would choose where the gateway connects and sends its service
+    password (today sip:alice@attacker.example received it)."""
+    found = problems(tmp_path, per_user(tmp_path, carddav, ldap))
+    file = tmp_path / "gateway.toml"
+    message = (
+        "a template in the host part of a URL lets a request choose the server the gateway "
+        "connects and logs in to: keep {user}, {domain} and {xui} in the path"
+    )
+    assert found == [
+        f"{file}: [sources.personal] url: {message}",
+        f"{file}: [sources.directory] url: {message}",
+    ]
+
+
+def test_templates_in_the_path_of_a_url_are_fine(tmp_path: Path) -> None:
+    text = per_user(
+        tmp_path, "https://dav.example.com:8443/{domain}/{user}/?x={xui}", "ldap://ldap2:389"
+    )
+    load_config(write_config(tmp_path, text))
+
+
+@pytest.mark.parametrize("template", ["{domain}/{user}", "{xui}"])
+def test_match_user_with_a_domain_template_needs_the_domains_listed(
+    tmp_path: Path, template: str
+) -> None:
+    """With match = "user", alice's login says nothing about the domain: today she read
+    alice@c.com's book. Either the login covers the domain or only listed ones exist."""
+    user_auth = XUI_AUTH.replace('"xui"', '"user"')
+    text = per_user(tmp_path, f"https://dav.example.com/{template}/", "ldap://ldap2", auth="")
+    (line,) = problems(tmp_path, text + user_auth)
+    assert line == (
+        f"{tmp_path / 'gateway.toml'}: [sources.personal] url: uses {{domain}} or {{xui}}, "
+        'but with [auth] match = "user" the domain is not authenticated (alice could read '
+        'alice@elsewhere\'s book): set [auth] match = "xui", or list the domains served '
+        "in [auth] domains"
+    )
+    load_config(write_config(tmp_path, text + XUI_AUTH))
+    load_config(write_config(tmp_path, text + user_auth + 'domains = ["example.com"]\n'))
+    # Without authentication anyone reads any book anyway: nothing to check.
+    load_config(write_config(tmp_path, text + '\n[auth]\nmode = "none"\n'))
+    # {user} alone does not depend on the domain.
+    load_config(
+        write_config(tmp_path, per_user(tmp_path, "https://d/{user}/", "ldap://l2", user_auth))
+    )
+
+
+def test_domains_and_realms_are_normalized_and_checked(tmp_path: Path) -> None:
+    auth = '\n[auth]\nrealms = { "B.COM." = "b" }\ndomains = ["A.com.", "b.com"]\n'
+    config = load_config(write_config(tmp_path, GOOD + auth))
+    assert config.auth.domains == ["a.com", "b.com"]
+    assert config.auth.realms == {"b.com": "b"}
+    (line,) = problems(tmp_path, GOOD + '\n[auth]\ndomains = ["a.com", "../x"]\n')
+    assert line.endswith("[auth] domains: '../x' is not a domain name like \"example.com\"")

@@ -16,6 +16,7 @@ from gateway.auth.users import UserFile
 from gateway.config import AuthConfig, Config
 from gateway.logs import event
 from gateway.metrics import Metrics
+from gateway.model import normalize_xui
 from gateway.xcap.uri import XcapPath, request_path
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -143,5 +144,7 @@ class Authenticator:
             return True  # not a document URI: the handler answers 404 to anyone
         if path.user is None:  # global documents (xcap-caps): everyone reads, nobody writes
             return method in READS
-        wanted = path.user.xui if self.auth.match == "xui" else path.user.user
-        return login == wanted
+        if self.auth.match == "xui":
+            # The xui's domain is normalized: so is the login's, or `alice@A.COM` never matches.
+            return normalize_xui(login) == path.user.xui
+        return login == path.user.user

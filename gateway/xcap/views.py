@@ -22,6 +22,8 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
     path = request_path(request, config.server.xcap_root)
     if path is None:
         raise web.HTTPNotFound(text="not an XCAP document URI\n")
+    if not _domain_served(config.auth.domains, path):
+        raise web.HTTPNotFound(text="no such user\n")
     try:
         return await _dispatch(request, path)
     except UnsafeTemplateValue as exc:
@@ -74,6 +76,11 @@ async def _dispatch(request: web.Request, path: XcapPath) -> web.StreamResponse:
             _selector(path),
         )
     raise web.HTTPNotFound(text="no such document\n")
+
+
+def _domain_served(domains: list[str], path: XcapPath) -> bool:
+    """With [auth] domains set, users of other domains do not exist here, whoever asks."""
+    return path.user is None or not domains or path.user.domain in domains
 
 
 def _selector(path: XcapPath) -> Selector:
