@@ -12,7 +12,7 @@ from gateway.config import Config
 from gateway.logs import event
 from gateway.merge import Create, Plan, Update
 from gateway.model import UserRef
-from gateway.outbox import Item, Kind
+from gateway.outbox_rows import Item, Kind
 from gateway.sync import Sources
 
 
@@ -26,13 +26,18 @@ def outbox_items(
     for change in plan.changes:
         kind: Kind
         if isinstance(change, Create):
-            kind, entry_id, href = "create", change.entry.entry_id, ""
+            kind, entry_id, href, etag = "create", change.entry.entry_id, "", ""
             before, after, source = None, change.entry, document.write_to
             refused = None if source else "the document has no write_to"
         else:
             before = change.before
             origin = ours.origins[before.entry_id]
-            entry_id, href, source = before.entry_id, origin.href, origin.source
+            entry_id, href, source, etag = (
+                before.entry_id,
+                origin.href,
+                origin.source,
+                origin.etag,
+            )
             settings = config.sources[source]
             if isinstance(change, Update):
                 kind, after = "update", change.after
@@ -62,6 +67,7 @@ def outbox_items(
                 href,
                 before,
                 after,
+                etag,
             )
         )
     return items, ignored

@@ -139,8 +139,7 @@ async def _status(config: Config) -> int:
         try:
             for state in engine.sources.shared_states():
                 await state.load()
-            await engine.outbox.start(engine.store)  # type: ignore[arg-type]
-            await engine.outbox.stop()
+            await engine.outbox.load(engine.store)  # type: ignore[arg-type]
             report = status(engine)
         finally:
             await engine.stop()
@@ -157,7 +156,10 @@ async def _status(config: Config) -> int:
         print(line)
     outbox = report["outbox"]
     age = f", oldest {outbox['oldest_seconds']} s" if outbox["oldest_seconds"] else ""
-    print(f"outbox: {outbox['pending']} pending{age}, {len(outbox['failed'])} failed")
+    parked = f", {outbox['parked_count']} parked" if outbox["parked_count"] else ""
+    print(f"outbox: {outbox['pending']} pending{age}{parked}, {outbox['failed_count']} failed")
+    for item in outbox["parked"]:
+        print(f"  parked {item['change']} of {item['entry']} for {item['user']}: {item['reason']}")
     for failure in outbox["failed"]:
         print(
             f"  failed {failure['change']} of {failure['entry']} in {failure['source']} "

@@ -16,7 +16,8 @@ from gateway.model import UserRef
 from gateway.numbers import NumberFormat
 
 if TYPE_CHECKING:
-    from gateway.outbox import Item, Outbox
+    from gateway.outbox import Outbox
+    from gateway.outbox_rows import Item
 from gateway.source_state import SourceState
 from gateway.sync import Sources
 from gateway.xcap import counterpath
@@ -26,6 +27,8 @@ from gateway.xcap import counterpath
 class Origin:
     source: str
     href: str
+    #: The upstream ETag of the contact as composed ("" for a create not applied yet).
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class Composer:
         listed: dict[str, tuple[Entry, Origin]] = {}
         for contact in sorted(state.contacts.values(), key=lambda c: c.href):
             entry = contact_to_entry(contact, state.config.category, numbers)
-            listed.setdefault(entry.entry_id, (entry, Origin(state.name, contact.href)))
+            listed.setdefault(entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag)))
         if self.outbox is not None:
             _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name)
         return list(listed.values())

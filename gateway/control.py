@@ -101,6 +101,20 @@ def status(engine: Engine) -> dict[str, Any]:
         "outbox": {
             "pending": outbox.depth,
             "oldest_seconds": round(time.time() - oldest, 1) if oldest else None,
+            # Waiting for a source or document a reload removed: kept, applied if it returns.
+            "parked": [
+                {
+                    "document": i.document,
+                    "user": i.user,
+                    "source": i.source,
+                    "change": i.kind,
+                    "entry": i.entry_id,
+                    "reason": reason,
+                }
+                for i, reason in outbox.parked()[:20]
+            ],
+            "parked_count": len(outbox.parked()),
+            "failed_count": outbox.failed_count,
             "failed": [
                 {
                     "document": i.document,
@@ -110,7 +124,7 @@ def status(engine: Engine) -> dict[str, Any]:
                     "entry": i.entry_id,
                     "error": i.error,
                 }
-                for i in outbox.failed[-20:]
+                for i in list(outbox.failed)[-20:]
             ],
         },
         "documents": engine.versions.served_counts(),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.changeset import outbox_items
 from gateway.compose import Composer, Rendered, etag_of, render_entries
 from gateway.config import Config, DocumentConfig
 from gateway.entry import Entry
+from gateway.gate import Gate
 from gateway.logs import event
 from gateway.merge import merge, with_entry_ids
 from gateway.metrics import Metrics
@@ -26,6 +28,10 @@ class PreconditionFailed(Exception):
     """If-Match / If-None-Match do not hold (RFC 4825: 412)."""
 
 
+class DocumentGone(LookupError):
+    """The document was removed by a reload while the request waited (404)."""
+
+
 @dataclass(frozen=True)
 class PutResult:
     etag: str
@@ -34,8 +40,8 @@ class PutResult:
     conflicts: int
 
 
-#: How often the record of served versions is written to the state database.
-VERSIONS_FLUSH_SECONDS = 30.0
+#: How often poll timestamps are written and old failed changes archived.
+HOUSEKEEPING_SECONDS = 30.0
 
 
 class Engine:
@@ -43,17 +49,17 @@ class Engine:
         self.config = config
         self.sources = Sources(config)
         self.composer = Composer(self.sources)
-        self.outbox = Outbox(self.sources, self.composer.numbers_for)
+        self.outbox = Outbox(self.sources, config, self.composer.numbers_for)
         self.composer.outbox = self.outbox
-        self.versions = Versions(
-            {key: doc.keep_versions for key, doc in config.documents.items()},
-            {key: doc.keep_versions_for for key, doc in config.documents.items()},
-        )
+        self.versions = Versions(*_version_limits(config))
         self.store: Store | None = None
         self.metrics = Metrics()
         self.metrics.attach(self)
         self.sources.metrics = self.outbox.metrics = self.metrics
-        self._flusher: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
+        #: PUTs hold it shared; a reload holds it alone, so no PUT straddles two configs.
+        self._gate = Gate()
+        self._reloading = asyncio.Lock()
 
     async def start(self) -> None:
         """Open the state database, take up pending changes and start syncing (render and
@@ -62,31 +68,27 @@ class Engine:
         await asyncio.to_thread(self.versions.load, store)
         await self.sources.start(self.config.server.startup_sync_wait)
         await self.outbox.start(store)
-        self._flusher = asyncio.create_task(self._flush_versions())
+        self._housekeeper = asyncio.create_task(self._housekeeping())
 
     async def reload(self, config: Config) -> None:
         """Take a new configuration's sources and documents without dropping connections:
         requests under way finish with the old ones. The state database stays open, so
-        snapshots whose source did not change are served at once."""
-        await self.outbox.stop()
-        await self.sources.stop()
-        if self.store is not None:
-            self.versions.flush(self.store)
-        self.config = config
-        self.sources = Sources(config)
-        self.composer = Composer(self.sources)
-        self.outbox = Outbox(self.sources, self.composer.numbers_for)
-        self.composer.outbox = self.outbox
-        self.sources.metrics = self.outbox.metrics = self.metrics
-        self.versions = Versions(
-            {key: doc.keep_versions for key, doc in config.documents.items()},
-            {key: doc.keep_versions_for for key, doc in config.documents.items()},
-        )
-        if self.store is not None:
-            self.sources.attach_store(self.store)
-            await asyncio.to_thread(self.versions.load, self.store)
-            await self.sources.start(config.server.startup_sync_wait)
-            await self.outbox.start(self.store)
+        snapshots whose source did not change are served at once. Reloads run one at a
+        time; PUTs wait while one swaps the configuration, and changes being applied
+        finish first (none is cut off and applied twice)."""
+        async with self._reloading, self._gate.alone():
+            await self.outbox.pause()
+            await self.sources.stop()
+            self.config = config
+            self.sources = Sources(config)
+            self.composer = Composer(self.sources)
+            self.composer.outbox = self.outbox
+            self.sources.metrics = self.metrics
+            self.versions.configure(*_version_limits(config))
+            if self.store is not None:
+                self.sources.attach_store(self.store)
+                await self.sources.start(config.server.startup_sync_wait)
+            self.outbox.resume(self.sources, config, self.composer.numbers_for)
 
     def open_store(self) -> Store:
         self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
@@ -94,19 +96,27 @@ class Engine:
         self.sources.attach_store(self.store)
         return self.store
 
-    async def _flush_versions(self) -> None:
+    async def _housekeeping(self) -> None:
         while self.store is not None:
-            await asyncio.sleep(VERSIONS_FLUSH_SECONDS)
-            await self.versions.flush_soon(self.store)
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                self.versions.touch_all()
+                await self.versions.flush_soon(self.store)
+                await self.outbox.archive_old()
+            except Exception as exc:  # a failing database must not end housekeeping
+                event(
+                    "housekeeping_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)
+                )
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+                await self._housekeeper
         await self.outbox.stop()
         await self.sources.stop()
         if self.store is not None:
+            self.versions.touch_all()
             self.versions.flush(self.store)
             self.store.close()
 
@@ -116,9 +126,11 @@ class Engine:
     async def document(self, key: str, user: UserRef) -> Rendered:
         return await self.composer.document(key, self.config.documents[key], user)
 
-    def served(self, key: str, user: UserRef, device: str, rendered: Rendered) -> None:
-        """`device` now holds `rendered` (a 200 or a 304)."""
-        self.versions.record(key, user.xui, device, rendered.etag, rendered.entries)
+    async def served(self, key: str, user: UserRef, device: str, rendered: Rendered) -> None:
+        """`device` now holds `rendered` (a 200 or a 304); recorded durably the first time."""
+        await self.versions.record_durably(
+            self.store, key, user.xui, device, rendered.etag, rendered.entries
+        )
 
     async def put(
         self,
@@ -126,25 +138,38 @@ class Engine:
         user: UserRef,
         theirs: list[Entry],
         device: str = "",
-        if_match: str | None = None,
-        if_none_match: str | None = None,
+        if_match: Sequence[str] | None = None,
+        precondition: Callable[[str], None] | None = None,
     ) -> PutResult:
         """Merge a phone's whole document and commit what it changed to the outbox.
 
+        `if_match`: the strong entity-tags If-Match names (None: no If-Match, or "*"),
+        the versions the phone says it edited. `precondition` is called with the current
+        version's ETag and raises PreconditionFailed when the request's must not proceed.
         The answer's ETag names what the device now holds, its own body: the merged
         document's ETag when that is exactly what it sent, else another one, so its next
         poll fetches what the merge added or reverted."""
+        async with self._gate.shared():
+            return await self._put(key, user, theirs, device, if_match, precondition)
+
+    async def _put(
+        self,
+        key: str,
+        user: UserRef,
+        theirs: list[Entry],
+        device: str,
+        if_match: Sequence[str] | None,
+        precondition: Callable[[str], None] | None,
+    ) -> PutResult:
+        if key not in self.config.documents:
+            raise DocumentGone(key)
         document = self.config.documents[key]
         ours = await self.document(key, user)
-        if if_none_match is not None and if_none_match.strip() == "*":
-            raise PreconditionFailed("the document exists")
-        if document.strict_etags and if_match and if_match.strip() not in ("*", ours.etag):
-            raise PreconditionFailed("If-Match does not name the current version")
+        if precondition is not None:
+            precondition(ours.etag)
         theirs = with_entry_ids(theirs)
-        base = self.versions.base_for(key, user.xui, device, if_match, theirs)
-        plan = merge(
-            ours.entries if base is None else base, theirs, ours.entries, document.conflict_policy
-        )
+        base = self.versions.base_for(key, user.xui, device, if_match)
+        plan = merge(base, theirs, ours.entries, document.conflict_policy)
         if plan.conflicts:
             self.metrics.conflicts.labels(key).inc(len(plan.conflicts))
         for conflict in plan.conflicts:
@@ -168,16 +193,23 @@ class Engine:
             etag, holds = merged.etag, merged.entries
         else:
             etag, holds = etag_of(render_entries(held)), held
-        self.versions.record(key, user.xui, device, etag, holds)
+        await self.versions.record_durably(self.store, key, user.xui, device, etag, holds)
         event(
             "put",
             document=key,
             user=user.xui,
             device=device or None,
             entries=len(theirs),
-            base="if-match" if if_match and base is not None else ("served" if base else "current"),
+            base=("if-match" if if_match else "served") if base is not None else "unknown",
             queued=len(items),
             ignored=ignored,
             conflicts=len(plan.conflicts),
         )
         return PutResult(etag, len(items), ignored, len(plan.conflicts))
+
+
+def _version_limits(config: Config) -> tuple[dict[str, int], dict[str, float]]:
+    return (
+        {key: doc.keep_versions for key, doc in config.documents.items()},
+        {key: doc.keep_versions_for for key, doc in config.documents.items()},
+    )

@@ -18,11 +18,18 @@ def _quote(value: object) -> str:
 
 
 def event(name: str, level: int = logging.INFO, /, **fields: Any) -> None:
-    """Log one event; fields whose value is None are left out."""
+    """Log one event; fields whose value is None are left out. `exc_info=True` adds the
+    traceback of the exception being handled."""
     if log.isEnabledFor(level):
+        exc_info = bool(fields.pop("exc_info", False))
         present = {k: v for k, v in fields.items() if v is not None}
         pairs = " ".join(f"{k}={_quote(v)}" for k, v in present.items())
-        log.log(level, f"event={name} {pairs}".rstrip(), extra={"event": name, "fields": present})
+        log.log(
+            level,
+            f"event={name} {pairs}".rstrip(),
+            exc_info=exc_info,
+            extra={"event": name, "fields": present},
+        )
 
 
 class KeyValueFormatter(logging.Formatter):

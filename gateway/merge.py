@@ -28,7 +28,7 @@ from typing import Literal
 from gateway.entry import NUMBER_FIELDS, Entry, FieldValue, changed_fields
 
 Policy = Literal["phone-wins", "upstream-wins"]
-_ENTRY_ID = re.compile(r"^[0-9A-F]{32}$")
+_ENTRY_ID = re.compile(r"[0-9A-F]{32}")
 
 
 @dataclass(frozen=True)
@@ -72,30 +72,39 @@ def new_entry_id() -> str:
 def with_entry_ids(
     theirs: Sequence[Entry], make_id: Callable[[], str] = new_entry_id
 ) -> list[Entry]:
-    """The phone's entries, each with a unique entry_id: an entry without one, or
+    """The phone's entries, each with a unique entry_id of 32 upper-case hex digits: an
+    entry without one, with anything else (the phone's text is data, never a name), or
     repeating an earlier one, is a new entry and gets a fresh id (never dropped)."""
     seen: set[str] = set()
     result = []
     for entry in theirs:
-        entry_id = (
-            entry.entry_id.upper() if _ENTRY_ID.match(entry.entry_id.upper()) else entry.entry_id
-        )
-        if not entry_id or entry_id in seen:
+        entry_id = entry.entry_id.upper()
+        if not is_entry_id(entry_id) or entry_id in seen:
             entry_id = make_id()
         seen.add(entry_id)
         result.append(replace(entry, entry_id=entry_id))
     return result
 
 
+def is_entry_id(text: str) -> bool:
+    return _ENTRY_ID.fullmatch(text) is not None
+
+
 def merge(
-    base: Mapping[str, Entry],
+    base: Mapping[str, Entry] | None,
     theirs: Sequence[Entry],
     ours: Mapping[str, Entry],
     policy: Policy = "phone-wins",
 ) -> Plan:
     """What to do upstream so that nothing the phone changed is lost (unless a logged
-    conflict decided otherwise) and nothing the phone never saw is deleted."""
+    conflict decided otherwise) and nothing the phone never saw is deleted.
+
+    `base` None: the version the phone edited is not known (never served to it, state
+    lost, an ETag never issued). Then nothing is deleted: an entry missing from the body
+    may just be one the phone never got. Additions and field edits still apply by
+    entry_id, an edit against the current entry settled by the policy."""
     plan = Plan()
+    base = base if base is not None else {}  # deletes only what a known base had
     their_ids = set()
     for entry in theirs:
         their_ids.add(entry.entry_id)
@@ -177,3 +186,29 @@ def _with_fields(entry: Entry, values: Mapping[str, FieldValue]) -> Entry:
     display_name = str(values.get("display_name", entry.display_name))
     fields = {**entry.fields, **{k: v for k, v in values.items() if k != "display_name"}}
     return Entry(entry.entry_id, display_name, {k: v for k, v in fields.items() if v})
+
+
+def rebase(
+    before: Entry, after: Entry, upstream: Entry, policy: Policy = "phone-wins"
+) -> tuple[Entry, list[Conflict]]:
+    """The phone's change (`before` -> `after`), merged when upstream was `before`, made
+    again now that upstream is `upstream`. A field the phone changed that upstream also
+    changed, to another value, is a conflict: phone-wins keeps the phone's value,
+    upstream-wins takes the field out of the change. Number lists merge by value (the
+    change applies the phone's additions and removals), so they never conflict.
+    Returns the `after` to apply with `before`, and the conflicts."""
+    upstream_changed = changed_fields(before, upstream)
+    winner: Literal["phone", "upstream"] = "phone" if policy == "phone-wins" else "upstream"
+    conflicts: list[Conflict] = []
+    keep_before: dict[str, FieldValue] = {}
+    for name in sorted(changed_fields(before, after)):
+        if name in NUMBER_FIELDS or name not in upstream_changed:
+            continue
+        if after.get(name) == upstream.get(name):
+            continue  # both made the same change
+        conflicts.append(
+            Conflict(after.entry_id, name, after.get(name), upstream.get(name), winner)
+        )
+        if winner == "upstream":
+            keep_before[name] = before.get(name)
+    return _with_fields(after, keep_before), conflicts

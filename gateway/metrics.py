@@ -93,7 +93,14 @@ class _EngineCollector(Collector):
             value=time.time() - oldest if oldest else 0.0,
         )
         yield GaugeMetricFamily(
-            "xcap_outbox_failed", "Changes the upstream refused for good", value=len(outbox.failed)
+            "xcap_outbox_failed",
+            "Changes that failed for good (not archived yet)",
+            value=outbox.failed_count,
+        )
+        yield GaugeMetricFamily(
+            "xcap_outbox_parked",
+            "Pending changes whose source or document is no longer configured",
+            value=len(outbox.parked()),
         )
         answered = not_modified = 0.0
         for metric in self.metrics.requests.collect():

@@ -1,78 +1,76 @@
 """The durable outbox: a phone's changes are committed here before the PUT is answered,
 then applied to their sources by one worker per source instance, in order, with retry
 and backoff while the upstream is unreachable. A change the upstream refuses for good
-(schema, permission) is recorded as failed and reported; its entry shows the upstream
-value again. Until a change is applied, composed documents show it (`pending`).
+(schema, permission), or one that keeps failing unexpectedly, is recorded as failed and
+reported; its entry shows the upstream value again. Until a change is applied, composed
+documents show it (`pending`).
+
+One outbox lives as long as the engine: a reload pauses it (changes being applied finish
+first), gives it the new sources and configuration, and resumes it. A change whose source
+or document is no longer configured is parked: kept on disk, reported, applied when the
+source comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from gateway import writeback
+from gateway import outbox_rows
+from gateway.config import Config
 from gateway.connector import ConnectorError, ReadOnly, Rejected, Unavailable
-from gateway.entry import Entry, entry_from_json, entry_to_json
 from gateway.logs import event
+from gateway.merge import Conflict
 from gateway.model import UserRef
 from gateway.numbers import NumberFormat
+from gateway.outbox_rows import Item, Kind
 from gateway.store import Store
 from gateway.sync import Sources
+from gateway.writeback import apply_change
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
-Kind = Literal["create", "update", "delete"]
+__all__ = ["Item", "Kind", "Outbox"]
+
 #: Retry delays after an upstream failure: RETRY_FIRST seconds, doubling, up to RETRY_MAX.
 RETRY_FIRST = 2.0
 RETRY_MAX = 300.0
-
-
-@dataclass
-class Item:
-    document: str
-    user: str  # the xui that PUT it
-    source: str
-    source_user: str  # "" for a shared source instance
-    kind: Kind
-    entry_id: str
-    href: str = ""
-    before: Entry | None = None
-    after: Entry | None = None
-    id: int = 0
-    created: float = field(default_factory=time.time)
-    attempts: int = 0
-    next_attempt: float = 0.0
-    error: str | None = None
-
-    @property
-    def instance(self) -> tuple[str, str]:
-        return self.source, self.source_user
-
-    def context(self) -> dict[str, str]:
-        return {"document": self.document, "user": self.user, "entry": self.entry_id}
+#: An unexpected error (a bug, odd data) is retried this often, then the change fails.
+UNEXPECTED_ATTEMPTS = 3
+#: Failed changes stay listed this long, then move to the archive table.
+FAILED_KEEP = 30 * 86400.0
+#: Failed changes kept in memory for status and metrics (the database has them all).
+FAILED_IN_MEMORY = 200
+#: How long a reload or stop lets a change being applied finish before cancelling it.
+PAUSE_TIMEOUT = 10.0
 
 
 class Outbox:
-    def __init__(self, sources: Sources, numbers_for: Callable[[str], NumberFormat]) -> None:
+    def __init__(
+        self, sources: Sources, config: Config, numbers_for: Callable[[str], NumberFormat]
+    ) -> None:
         self.sources = sources
+        self.config = config
         self.numbers_for = numbers_for
         self.store: Store | None = None
         #: Changes not yet applied, per source instance, in the order they came.
         self._pending: dict[tuple[str, str], list[Item]] = {}
-        self.failed: list[Item] = []
+        self.failed: deque[Item] = deque(maxlen=FAILED_IN_MEMORY)
+        #: Failed changes not archived yet (in the database; `failed` holds the newest).
+        self.failed_count = 0
         #: Changes whenever `pending` does: part of every composed document's inputs.
         self.version = 0
         self._next_id = 1
         self.metrics: Metrics | None = None
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake: dict[tuple[str, str], asyncio.Event] = {}
+        self._paused = False
 
     def pending(self, source: str, source_user: str) -> list[Item]:
         return self._pending.get((source, source_user), [])
@@ -84,6 +82,23 @@ class Outbox:
     def oldest(self) -> float | None:
         return min((items[0].created for items in self._pending.values() if items), default=None)
 
+    def parked(self) -> list[tuple[Item, str]]:
+        """Pending changes that cannot run now, with why (their source or document was
+        removed from the configuration)."""
+        return [
+            (item, reason)
+            for items in self._pending.values()
+            for item in items
+            if (reason := self._parked_reason(item)) is not None
+        ]
+
+    def _parked_reason(self, item: Item) -> str | None:
+        if item.source not in self.config.sources:
+            return f"source {item.source!r} is not configured"
+        if item.document not in self.config.documents:
+            return f"document {item.document!r} is not configured"
+        return None
+
     # --- committing ---------------------------------------------------------------------
 
     async def commit(self, items: list[Item]) -> None:
@@ -91,7 +106,7 @@ class Outbox:
         if not items:
             return
         if self.store is not None:
-            await asyncio.to_thread(self._insert, self.store, items)
+            await asyncio.to_thread(outbox_rows.insert, self.store, items)
         else:
             for item in items:
                 item.id, self._next_id = self._next_id, self._next_id + 1
@@ -101,52 +116,101 @@ class Outbox:
         for instance in {item.instance for item in items}:
             self._kick(instance)
 
-    @staticmethod
-    def _insert(store: Store, items: list[Item]) -> None:
-        with store.transaction() as db:
-            for item in items:
-                cursor = db.execute(
-                    "INSERT INTO outbox (created, document, user, source, source_user, kind,"
-                    " entry_id, href, before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        item.created,
-                        item.document,
-                        item.user,
-                        item.source,
-                        item.source_user,
-                        item.kind,
-                        item.entry_id,
-                        item.href,
-                        _json(item.before),
-                        _json(item.after),
-                    ),
-                )
-                item.id = int(cursor.lastrowid or 0)
-
     # --- running ------------------------------------------------------------------------
 
     async def start(self, store: Store) -> None:
         """Take up what an earlier run left pending (after a crash too)."""
-        self.store = store
-        for item in await asyncio.to_thread(_load, store, "pending"):
-            self._pending.setdefault(item.instance, []).append(item)
-        self.failed = await asyncio.to_thread(_load, store, "failed")
-        if self._pending:
-            self.version += 1
-            event("outbox_resumed", pending=self.depth)
-        for instance in self._pending:
+        await self.load(store)
+        for instance in list(self._pending):
             self._kick(instance)
 
+    async def load(self, store: Store) -> None:
+        """Read pending and failed changes from the database, without applying any."""
+        self.store = store
+        archived = await asyncio.to_thread(outbox_rows.archive, store, time.time() - FAILED_KEEP)
+        for item in await asyncio.to_thread(outbox_rows.load, store, "pending"):
+            self._pending.setdefault(item.instance, []).append(item)
+        self.failed.extend(
+            await asyncio.to_thread(outbox_rows.load, store, "failed", FAILED_IN_MEMORY)
+        )
+        self.failed_count = await asyncio.to_thread(outbox_rows.count, store, "failed")
+        if self._pending:
+            self.version += 1
+            event("outbox_resumed", pending=self.depth, archived=archived or None)
+        self._report_parked()
+
+    async def archive_old(self) -> None:
+        """Move failed changes older than FAILED_KEEP to the archive (housekeeping)."""
+        if self.store is None:
+            return
+        moved = await asyncio.to_thread(outbox_rows.archive, self.store, time.time() - FAILED_KEEP)
+        if moved:
+            self.failed_count = max(0, self.failed_count - moved)
+            cutoff = time.time() - FAILED_KEEP
+            kept = [item for item in self.failed if item.created >= cutoff]
+            self.failed.clear()
+            self.failed.extend(kept)
+            event("outbox_archived", failed=moved)
+
+    async def pause(self, timeout: float = PAUSE_TIMEOUT) -> None:
+        """Stop taking up changes; a change being applied may finish (up to `timeout`,
+        then it is cancelled and, its steps being idempotent, redone after `resume`)."""
+        self._paused = True
+        for wake in self._wake.values():
+            wake.set()
+        workers = [task for task in self._workers.values() if not task.done()]
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=timeout)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._workers.clear()
+
+    def resume(
+        self, sources: Sources, config: Config, numbers_for: Callable[[str], NumberFormat]
+    ) -> None:
+        """Go on with a (reloaded) configuration: parked changes whose source is back run."""
+        self.sources, self.config, self.numbers_for = sources, config, numbers_for
+        self._paused = False
+        self.version += 1  # documents compose with the new sources' pending changes
+        self._report_parked()
+        for instance in list(self._pending):
+            self._kick(instance)
+
+    async def stop(self) -> None:
+        await self.pause()
+
+    def _report_parked(self) -> None:
+        for item, reason in self.parked():
+            event(
+                "change_parked",
+                logging.WARNING,
+                **item.context(),
+                source=item.source,
+                change=item.kind,
+                reason=reason,
+            )
+
     def _kick(self, instance: tuple[str, str]) -> None:
+        if self._paused:
+            return
         self._wake.setdefault(instance, asyncio.Event()).set()
         worker = self._workers.get(instance)
         if worker is None or worker.done():
             self._workers[instance] = asyncio.create_task(self._work(instance))
 
+    def _next_item(self, instance: tuple[str, str]) -> Item | None:
+        """The first change of the instance that can run (parked ones are passed over)."""
+        for item in self._pending.get(instance, []):
+            if self._parked_reason(item) is None:
+                return item
+        return None
+
     async def _work(self, instance: tuple[str, str]) -> None:
         wake = self._wake.setdefault(instance, asyncio.Event())
-        while items := self._pending.get(instance):
-            item = items[0]
+        while not self._paused and (item := self._next_item(instance)) is not None:
             delay = item.next_attempt - time.time()
             if delay > 0:
                 wake.clear()
@@ -154,48 +218,40 @@ class Outbox:
                     await asyncio.wait_for(wake.wait(), timeout=delay)
                 continue
             outcome = await self._apply(item)
-            if self.metrics is not None:
-                self.metrics.writes.labels(item.source, outcome).inc()
-            if outcome == "retry":
-                item.attempts += 1
-                item.next_attempt = time.time() + min(
-                    RETRY_MAX, RETRY_FIRST * 2 ** (item.attempts - 1)
+            try:
+                await self._settle(instance, item, outcome)
+            except Exception as exc:  # the state database failed: keep the change, retry
+                event(
+                    "outbox_record_failed",
+                    logging.ERROR,
+                    **item.context(),
+                    error=type(exc).__name__,
+                    detail=str(exc),
                 )
-                await self._record(item, "pending")
-                continue
-            items.pop(0)
-            self.version += 1
-            await self._record(item, "failed" if outcome == "failed" else "applied")
+                item.next_attempt = time.time() + RETRY_FIRST
+
+    async def _settle(self, instance: tuple[str, str], item: Item, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.writes.labels(item.source, outcome).inc()
+        if outcome == "retry":
+            item.attempts += 1
+            item.next_attempt = time.time() + min(RETRY_MAX, RETRY_FIRST * 2 ** (item.attempts - 1))
+            await self._record(item, "pending")
+            return
+        state = "failed" if outcome == "failed" else "applied"
+        await self._record(item, state)  # first on disk: a failure here keeps it pending
+        self._pending[instance].remove(item)
+        if not self._pending[instance]:
+            del self._pending[instance]
+        self.version += 1
+        if state == "failed":
+            self.failed.append(item)
+            self.failed_count += 1
 
     async def _apply(self, item: Item) -> str:
         context = item.context()
-        user = UserRef(item.source_user) if item.source_user else UserRef(item.user)
-        state = self.sources.state(item.source, user)
-        numbers = self.numbers_for(item.document)
         try:
-            await self.sources.ready(state)
-            if not state.has_data:
-                raise Unavailable(state.last_error or "the source has no data yet")
-            if item.kind == "create":
-                assert item.after is not None
-                return await writeback.create(state, item.after, numbers, context)
-            if item.kind == "update":
-                assert item.before is not None and item.after is not None
-                outcome = await writeback.update(
-                    state, item.href, item.before, item.after, numbers, context
-                )
-                if outcome == "gone":
-                    item.error = "the entry was deleted upstream before the change could be applied"
-                    event(
-                        "write_failed",
-                        logging.WARNING,
-                        **context,
-                        source=item.source,
-                        detail=item.error,
-                    )
-                    return "failed"
-                return outcome
-            return await writeback.delete(state, item.href, item.entry_id, context)
+            return await self._apply_or_raise(item)
         except (Rejected, ReadOnly) as exc:
             item.error = str(exc)
             event(
@@ -221,12 +277,71 @@ class Outbox:
                 detail=str(exc),
             )
             return "retry"
+        except Exception as exc:
+            # Not a connector's typed error: a bug or data nobody foresaw. It must not stop
+            # the source's later changes: retried a few times, then recorded as failed.
+            item.error = f"{type(exc).__name__}: {exc}"
+            final = item.attempts + 1 >= UNEXPECTED_ATTEMPTS
+            event(
+                "write_error",
+                logging.ERROR,
+                **context,
+                source=item.source,
+                change=item.kind,
+                attempts=item.attempts + 1,
+                error=type(exc).__name__,
+                detail=str(exc),
+                exc_info=True,
+            )
+            return "failed" if final else "retry"
+
+    async def _apply_or_raise(self, item: Item) -> str:
+        source = self.config.sources[item.source]
+        if item.kind != "create" and source.read_only:
+            raise ReadOnly(f"source {item.source!r} is read_only now")
+        if item.kind == "delete" and not source.deletes_allowed:
+            raise ReadOnly(f"source {item.source!r} does not allow deletes now")
+        user = UserRef(item.source_user) if item.source_user else UserRef(item.user)
+        state = self.sources.state(item.source, user)
+        await self.sources.ready(state)
+        if not state.has_data:
+            raise Unavailable(state.last_error or "the source has no data yet")
+        document = self.config.documents[item.document]
+        outcome = await apply_change(
+            state,
+            item,
+            self.numbers_for(item.document),
+            document.conflict_policy,
+            self._conflicted,
+        )
+        if outcome == "gone" and item.kind == "update":
+            item.error = "the entry was deleted upstream before the change could be applied"
+            event(
+                "write_failed",
+                logging.WARNING,
+                **item.context(),
+                source=item.source,
+                detail=item.error,
+            )
+            return "failed"
+        return outcome
+
+    def _conflicted(self, item: Item, conflict: Conflict) -> None:
+        if self.metrics is not None:
+            self.metrics.conflicts.labels(item.document).inc()
+        event(
+            "conflict",
+            logging.WARNING,
+            **item.context(),
+            source=item.source,
+            field=conflict.field,
+            winner=conflict.winner,
+            detail="changed upstream after the phone's edit was merged",
+        )
 
     async def _record(self, item: Item, state: str) -> None:
-        if state == "failed":
-            self.failed.append(item)
         if self.store is not None:
-            await asyncio.to_thread(_update_row, self.store, item, state)
+            await asyncio.to_thread(outbox_rows.update, self.store, item, state)
 
     async def settled(self, items: list[Item], timeout: float) -> None:
         """Wait until `items` left the queue (applied or failed), at most `timeout`."""
@@ -238,63 +353,11 @@ class Outbox:
             await asyncio.sleep(0.01)
 
     async def drained(self, timeout: float = 30.0) -> bool:
-        """Wait until nothing is pending (or `timeout`); True when drained."""
+        """Wait until nothing runnable is pending (or `timeout`); True when drained."""
         deadline = time.monotonic() + timeout
-        while self.depth and time.monotonic() < deadline:
+        while self._runnable() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        return not self.depth
+        return not self._runnable()
 
-    async def stop(self) -> None:
-        for task in self._workers.values():
-            task.cancel()
-        for task in self._workers.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._workers.clear()
-
-
-def _json(entry: Entry | None) -> str | None:
-    return json.dumps(entry_to_json(entry), ensure_ascii=False) if entry is not None else None
-
-
-def _update_row(store: Store, item: Item, state: str) -> None:
-    with store.transaction() as db:
-        if state == "applied":
-            db.execute("DELETE FROM outbox WHERE id=?", (item.id,))
-        else:
-            db.execute(
-                "UPDATE outbox SET state=?, attempts=?, next_attempt=?, error=? WHERE id=?",
-                (state, item.attempts, item.next_attempt, item.error, item.id),
-            )
-
-
-def _load(store: Store, state: str) -> list[Item]:
-    with store.transaction() as db:
-        rows = db.execute(
-            "SELECT id, created, document, user, source, source_user, kind, entry_id, href,"
-            " before, after, attempts, next_attempt, error FROM outbox WHERE state=? ORDER BY id",
-            (state,),
-        ).fetchall()
-    items = []
-    for row in rows:
-        before = entry_from_json(json.loads(row[9])) if row[9] else None
-        after = entry_from_json(json.loads(row[10])) if row[10] else None
-        items.append(
-            Item(
-                document=row[2],
-                user=row[3],
-                source=row[4],
-                source_user=row[5],
-                kind=row[6],
-                entry_id=row[7],
-                href=row[8],
-                before=before,
-                after=after,
-                id=row[0],
-                created=row[1],
-                attempts=row[11],
-                next_attempt=row[12],
-                error=row[13],
-            )
-        )
-    return items
+    def _runnable(self) -> int:
+        return self.depth - len(self.parked())

@@ -84,6 +84,23 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (auid, owner, path)
     );
     """,
+    # 4: the upstream ETag each change was merged against (a change made upstream since is
+    # a conflict, never overwritten blindly), and failed changes archived after a while.
+    """
+    ALTER TABLE outbox ADD COLUMN etag TEXT NOT NULL DEFAULT '';
+    CREATE TABLE outbox_archive (
+        id INTEGER PRIMARY KEY,
+        created REAL NOT NULL,
+        archived REAL NOT NULL,
+        document TEXT NOT NULL,
+        user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        error TEXT,
+        item TEXT NOT NULL
+    );
+    """,
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 
@@ -171,30 +188,23 @@ class Store:
     ) -> None:
         """Record a sync's outcome in one transaction: changed contacts, removed hrefs (or
         every contact, with `replace_all`), and the token to resume from."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN")
-            try:
-                if replace_all is not None:
-                    db.execute("DELETE FROM contacts WHERE source=? AND user=?", (source, user))
-                    upserts = replace_all.values()
-                db.executemany(
-                    "DELETE FROM contacts WHERE source=? AND user=? AND href=?",
-                    ((source, user, href) for href in deletes),
-                )
-                db.executemany(
-                    "INSERT OR REPLACE INTO contacts (source, user, href, data) VALUES (?, ?, ?, ?)",
-                    ((source, user, c.href, encode(c)) for c in upserts),
-                )
-                db.execute(
-                    "INSERT OR REPLACE INTO source_state (source, user, fingerprint, token, synced_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (source, user, fingerprint, token, synced_at),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.transaction() as db:
+            if replace_all is not None:
+                db.execute("DELETE FROM contacts WHERE source=? AND user=?", (source, user))
+                upserts = replace_all.values()
+            db.executemany(
+                "DELETE FROM contacts WHERE source=? AND user=? AND href=?",
+                ((source, user, href) for href in deletes),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO contacts (source, user, href, data) VALUES (?, ?, ?, ?)",
+                ((source, user, c.href, encode(c)) for c in upserts),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO source_state (source, user, fingerprint, token, synced_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (source, user, fingerprint, token, synced_at),
+            )
 
     def transaction(self) -> _Transaction:
         """`with store.transaction() as db:` — one atomic unit of work, serialized."""
@@ -215,11 +225,34 @@ class _Transaction:
 
     def __enter__(self) -> sqlite3.Connection:
         self.store._lock.acquire()
-        self.store._db.execute("BEGIN")
+        try:
+            self.store._db.execute("BEGIN")
+        except BaseException:
+            self.store._lock.release()
+            raise
         return self.store._db
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         try:
-            self.store._db.execute("COMMIT" if kind is None else "ROLLBACK")
+            if kind is None:
+                _commit(self.store._db)
+            else:
+                _rollback(self.store._db)
         finally:
             self.store._lock.release()
+
+
+def _commit(db: sqlite3.Connection) -> None:
+    """COMMIT; when it fails (a deferred constraint, a busy or full disk) SQLite may leave
+    the transaction open, and every later BEGIN would fail: roll it back, then raise."""
+    try:
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback(db)
+        raise
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself after some errors (I/O): then there is nothing to undo.
+    if db.in_transaction:
+        db.execute("ROLLBACK")

@@ -2,29 +2,39 @@
 
 Per (document, user) the last `keep` versions served are remembered with the device that
 fetched each (User-Agent and client address), for at most `keep_for` seconds. A version's
-entries are shared by everyone who got the same ETag. Recording a poll is a dictionary
-update; the table is written to the state database lazily (`flush`), since losing it only
-weakens base selection to the best-match rule.
+entries are shared by everyone who got the same ETag.
+
+The first time a device gets a version, that is written to the state database before the
+answer goes out (`record_durably`; concurrent ones share one transaction), so a crash
+never leaves a phone holding a version the gateway cannot name: a PUT merged against a
+forgotten base could delete what the phone never saw. A poll that finds the same version
+again only moves its timestamp, which is written lazily (`flush`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.entry import Entry, changed_fields, entry_from_json, entry_to_json
+from gateway.entry import Entry, entry_from_json, entry_to_json
+from gateway.logs import event
 from gateway.store import Store
 
 Entries = Mapping[str, Entry]
+Key = tuple[str, str]  # (document, user) or (document, etag)
 
 
 @dataclass(frozen=True)
 class _Batch:
     served: list[tuple[str, str, list[tuple[str, str, float]]]]
-    versions: list[tuple[tuple[str, str], Entries]]
+    versions: list[tuple[Key, Entries]]
+    forgotten: list[Key]
 
 
 @dataclass
@@ -38,48 +48,98 @@ class Versions:
     def __init__(self, keep: Mapping[str, int], keep_for: Mapping[str, float]) -> None:
         self.keep = keep  # per document key
         self.keep_for = keep_for
-        self._contents: dict[tuple[str, str], Entries] = {}
-        self._served: dict[tuple[str, str], list[Served]] = {}
-        self._unsaved: set[tuple[str, str]] = set()
-        #: Versions already in the database (their entries are written once).
-        self._saved: set[tuple[str, str]] = set()
+        self._contents: dict[Key, Entries] = {}
+        self._served: dict[Key, list[Served]] = {}
+        #: How many histories name each version; at zero its entries are forgotten.
+        self._refs: Counter[Key] = Counter()
+        #: Versions whose entries are in the database already (written once).
+        self._saved: set[Key] = set()
+        #: Versions no history names any more, to delete from the database.
+        self._forgotten: set[Key] = set()
+        #: Histories changed since they were last written.
+        self._dirty: set[Key] = set()
+        self._next_write: asyncio.Future[bool] | None = None
+        self._writing = False
 
-    def record(self, document: str, user: str, device: str, etag: str, entries: Entries) -> None:
-        """`device` of `user` now holds version `etag` of `document`."""
-        self._contents.setdefault((document, etag), entries)
+    def configure(self, keep: Mapping[str, int], keep_for: Mapping[str, float]) -> None:
+        """New limits from a reloaded configuration; what was served is kept."""
+        self.keep, self.keep_for = keep, keep_for
+
+    # --- recording ----------------------------------------------------------------------
+
+    def record(self, document: str, user: str, device: str, etag: str, entries: Entries) -> bool:
+        """`device` of `user` now holds version `etag` of `document`. True when that is
+        news (the device held another version), i.e. something to write durably."""
         history = self._served.setdefault((document, user), [])
-        if history and history[-1].etag == etag and history[-1].device == device:
-            history[-1].at = time.time()
-            return
-        history[:] = [s for s in history if not (s.etag == etag and s.device == device)]
-        history.append(Served(etag, device, time.time()))
+        now = time.time()
+        for served in history:
+            if served.etag == etag and served.device == device:
+                served.at = now
+                if history[-1] is not served:  # back to an older version: newest again
+                    history.remove(served)
+                    history.append(served)
+                    self._dirty.add((document, user))
+                    return True
+                return False
+        self._contents.setdefault((document, etag), entries)
+        history.append(Served(etag, device, now))
+        self._refs[(document, etag)] += 1
         self._trim(document, history)
-        self._unsaved.add((document, user))
+        self._dirty.add((document, user))
+        return True
+
+    async def record_durably(
+        self,
+        store: Store | None,
+        document: str,
+        user: str,
+        device: str,
+        etag: str,
+        entries: Entries,
+    ) -> None:
+        """`record`, and when it is news, written before returning. A failing database is
+        logged, not raised: the phone is served all the same, and a PUT without a known
+        base deletes nothing."""
+        if self.record(document, user, device, etag, entries) and store is not None:
+            await self._write_soon(store)
 
     def _trim(self, document: str, history: list[Served]) -> None:
         oldest = time.time() - self.keep_for.get(document, 30 * 86400)
         kept = [s for s in history if s.at >= oldest][-self.keep.get(document, 5) :]
+        kept_ids = {id(s) for s in kept}
+        for dropped in [s for s in history if id(s) not in kept_ids]:
+            self._release((document, dropped.etag))
         history[:] = kept
 
+    def _release(self, version: Key) -> None:
+        self._refs[version] -= 1
+        if self._refs[version] <= 0:
+            del self._refs[version]
+            self._contents.pop(version, None)
+            if version in self._saved:
+                self._saved.discard(version)
+                self._forgotten.add(version)
+
+    # --- choosing a base ----------------------------------------------------------------
+
     def base_for(
-        self, document: str, user: str, device: str, if_match: str | None, theirs: Sequence[Entry]
+        self, document: str, user: str, device: str, if_match: Sequence[str] | None
     ) -> Entries | None:
-        """If-Match's version; else the newest served to this device; else the served
-        version the body matches best; None when nothing was served to this user."""
+        """The version the phone edited: the one If-Match names (among those served to
+        this user; `if_match` None: no If-Match, or "*"), else the newest served to this
+        device. None when it cannot be named (nothing served to this device, or an ETag
+        never issued or no longer kept): the merge then deletes nothing."""
         history = self._served.get((document, user), [])
-        if if_match and (found := self._contents.get((document, if_match))) is not None:
-            return found
+        if if_match is not None:
+            named = {s.etag for s in history}
+            for etag in if_match:
+                if etag in named and (found := self._contents.get((document, etag))) is not None:
+                    return found
+            return None
         for served in reversed(history):
             if served.device == device:
                 return self._contents.get((document, served.etag))
-        candidates = [
-            self._contents[(document, s.etag)]
-            for s in history
-            if (document, s.etag) in self._contents
-        ]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda version: _likeness(version, theirs))
+        return None
 
     def served_counts(self) -> dict[str, int]:
         """Per document, how many users were served it."""
@@ -90,36 +150,76 @@ class Versions:
 
     # --- persistence ------------------------------------------------------------------------
 
-    def flush(self, store: Store) -> None:
-        """Write what changed since the last flush (blocking)."""
-        self.write(store, self.take_unsaved())
+    async def _write_soon(self, store: Store) -> None:
+        """Wait until a transaction that started after this call wrote the dirty histories
+        (group commit: whoever arrives while one is written shares the next one)."""
+        if self._next_write is None:
+            self._next_write = asyncio.get_running_loop().create_future()
+        waiting = self._next_write
+        if not self._writing:
+            self._writing = True
+            asyncio.create_task(self._write_loop(store))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(waiting)
 
-    async def flush_soon(self, store: Store) -> None:
-        """`flush`, with the writing in a worker thread."""
-        batch = self.take_unsaved()  # on the event loop: the tables change under requests
-        await asyncio.to_thread(self.write, store, batch)
+    async def _write_loop(self, store: Store) -> None:
+        try:
+            while self._next_write is not None:
+                done, self._next_write = self._next_write, None
+                ok = await self.flush_soon(store)
+                done.set_result(ok)
+        finally:
+            self._writing = False
 
-    def take_unsaved(self) -> _Batch:
-        """What to write, copied; and versions nobody holds any more forgotten."""
-        pending, self._unsaved = self._unsaved, set()
+    def flush(self, store: Store) -> bool:
+        """Write what changed since the last write (blocking); False when it failed."""
+        batch = self._take()
+        try:
+            self.write(store, batch)
+        except Exception as exc:
+            self._give_back(batch)
+            _log_failure(exc)
+            return False
+        self._saved |= {key for key, _ in batch.versions}
+        return True
+
+    async def flush_soon(self, store: Store) -> bool:
+        """`flush`, with the writing in a worker thread. What it writes is taken on the
+        event loop (the tables change under requests) and marked saved only once written."""
+        batch = self._take()
+        try:
+            await asyncio.to_thread(self.write, store, batch)
+        except Exception as exc:
+            self._give_back(batch)
+            _log_failure(exc)
+            return False
+        self._saved |= {key for key, _ in batch.versions}
+        return True
+
+    def touch_all(self) -> None:
+        """Mark every history for the next flush (the poll timestamps moved)."""
+        self._dirty |= set(self._served)
+
+    def _take(self) -> _Batch:
+        dirty, self._dirty = self._dirty, set()
+        forgotten, self._forgotten = self._forgotten, set()
         served = [
             (
                 document,
                 user,
                 [(s.device, s.etag, s.at) for s in self._served.get((document, user), [])],
             )
-            for document, user in pending
+            for document, user in dirty
         ]
         wanted = {(document, etag) for document, _, rows in served for _, etag, _ in rows}
         versions = [
             (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
         ]
-        self._saved |= {key for key, _ in versions}
-        referenced = {(doc, s.etag) for (doc, _), history in self._served.items() for s in history}
-        for key in [key for key in self._contents if key not in referenced]:
-            del self._contents[key]
-        self._saved &= referenced
-        return _Batch(served, versions)
+        return _Batch(served, versions, sorted(forgotten))
+
+    def _give_back(self, batch: _Batch) -> None:
+        self._dirty |= {(document, user) for document, user, _ in batch.served}
+        self._forgotten |= {key for key in batch.forgotten if key not in self._refs}
 
     @staticmethod
     def write(store: Store, batch: _Batch) -> None:
@@ -143,9 +243,10 @@ class Versions:
                         time.time(),
                     ),
                 )
-            db.execute(
-                "DELETE FROM versions WHERE NOT EXISTS (SELECT 1 FROM served s WHERE"
-                " s.document = versions.document AND s.etag = versions.etag)"
+            db.executemany(
+                "DELETE FROM versions WHERE document=? AND etag=? AND NOT EXISTS (SELECT 1 FROM"
+                " served s WHERE s.document = versions.document AND s.etag = versions.etag)",
+                batch.forgotten,
             )
 
     def load(self, store: Store) -> None:
@@ -160,12 +261,17 @@ class Versions:
             self._saved.add((document, etag))
         for document, user, device, etag, at in rows:
             self._served.setdefault((document, user), []).append(Served(etag, device, at))
+            self._refs[(document, etag)] += 1
+        for key in [key for key in self._contents if key not in self._refs]:
+            del self._contents[key]
+            self._saved.discard(key)
+            self._forgotten.add(key)
 
 
-def _likeness(version: Entries, theirs: Sequence[Entry]) -> int:
-    """How many of the phone's entries the version has exactly."""
-    return sum(
-        1
-        for entry in theirs
-        if (seen := version.get(entry.entry_id)) is not None and not changed_fields(seen, entry)
+def _log_failure(exc: Exception) -> None:
+    event(
+        "versions_write_failed",
+        logging.ERROR,
+        error=type(exc).__name__,
+        detail=str(exc),
     )

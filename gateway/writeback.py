@@ -1,5 +1,12 @@
-"""Applying one of a phone's changes to its source: the capability checks, and the
-conditional write with re-read and re-apply when upstream changed meanwhile.
+"""Applying one of a phone's changes to its source: conditional writes, merged again when
+upstream changed since the PUT was merged.
+
+An outbox item carries the upstream ETag of the contact the merge compared against. When
+the contact's ETag differs now (someone edited it upstream meanwhile, or the connector's
+conditional write says so), the phone's change is merged again against the new version
+(`merge.rebase`): a field changed on both sides is a conflict settled by the document's
+policy, and a delete of an entry edited upstream is not carried out. Nothing is
+overwritten or deleted blindly.
 
 Every step is idempotent, so a change applied again after a crash lands once: a create
 finds its own earlier result (AlreadyExists), an update finds nothing left to change, a
@@ -9,18 +16,40 @@ delete finds the entry gone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 from gateway.connector import AlreadyExists, NotFound, WrongEtag
-from gateway.entry import Entry, apply_entry
+from gateway.entry import Entry, apply_entry, changed_fields, contact_to_entry
 from gateway.logs import event
+from gateway.merge import Conflict, Policy, rebase
 from gateway.model import Contact, effective_entry_id
 from gateway.numbers import NumberFormat
+from gateway.outbox_rows import Item
 from gateway.source_state import SourceState
 
 Outcome = Literal["applied", "unchanged", "gone", "retry"]
+OnConflict = Callable[[Item, Conflict], None]
 #: How often an update is re-read and re-applied when upstream changed under it.
 UPDATE_ATTEMPTS = 3
+
+
+async def apply_change(
+    state: SourceState,
+    item: Item,
+    numbers: NumberFormat,
+    policy: Policy,
+    on_conflict: OnConflict,
+) -> Outcome:
+    context = item.context()
+    if item.kind == "create":
+        assert item.after is not None
+        return await create(state, item.after, numbers, context)
+    assert item.before is not None
+    if item.kind == "update":
+        assert item.after is not None
+        return await update(state, item, numbers, policy, on_conflict)
+    return await delete(state, item, numbers, on_conflict)
 
 
 def find_href(state: SourceState, href: str, entry_id: str) -> str | None:
@@ -61,27 +90,39 @@ async def create(
     return "applied"
 
 
+def _as_entry(state: SourceState, contact: Contact, numbers: NumberFormat) -> Entry:
+    return contact_to_entry(contact, state.config.category, numbers)
+
+
 async def update(
     state: SourceState,
-    href: str,
-    before: Entry,
-    after: Entry,
+    item: Item,
     numbers: NumberFormat,
-    context: dict[str, str],
+    policy: Policy,
+    on_conflict: OnConflict,
 ) -> Outcome:
+    assert item.before is not None and item.after is not None
+    context = item.context()
     async with state.lock:
         for _ in range(UPDATE_ATTEMPTS):
-            found = find_href(state, href, after.entry_id)
+            found = find_href(state, item.href, item.entry_id)
             if found is None:
                 return "gone"
             current = state.contacts[found]
-            wanted = apply_entry(current, before, after, state.config.category, numbers)
+            after = item.after
+            if item.etag and current.etag != item.etag:
+                # Changed upstream since the merge: merge the phone's change again.
+                upstream = _as_entry(state, current, numbers)
+                after, conflicts = rebase(item.before, item.after, upstream, policy)
+                for conflict in conflicts:
+                    on_conflict(item, conflict)
+            wanted = apply_entry(current, item.before, after, state.config.category, numbers)
             if wanted.same_content(current):
                 return "unchanged"
             try:
                 stored = await state.connector.update(found, wanted, current.etag)
             except WrongEtag:
-                # Changed upstream meanwhile: apply the phone's fields to the new version.
+                # Changed upstream between our read and the write: read it again.
                 try:
                     await state.stored(await state.connector.get(found))
                 except NotFound:
@@ -103,12 +144,23 @@ async def update(
     return "retry"
 
 
-async def delete(state: SourceState, href: str, entry_id: str, context: dict[str, str]) -> Outcome:
+async def delete(
+    state: SourceState, item: Item, numbers: NumberFormat, on_conflict: OnConflict
+) -> Outcome:
+    assert item.before is not None
+    context = item.context()
     async with state.lock:
-        found = find_href(state, href, entry_id)
+        found = find_href(state, item.href, item.entry_id)
         if found is None:
             return "gone"
         current = state.contacts[found]
+        if item.etag and current.etag != item.etag:
+            upstream = _as_entry(state, current, numbers)
+            if changed_fields(item.before, upstream):
+                # Edited upstream after the phone's view: the newer version stays (the
+                # merge keeps an entry changed upstream, whatever the policy).
+                on_conflict(item, Conflict(item.entry_id, "*", "deleted", "edited", "upstream"))
+                return "unchanged"
         try:
             await state.connector.delete(found, current.etag)
         except NotFound:

@@ -4,13 +4,24 @@ nothing the phone never saw is deleted."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.entry import Entry, changed_fields
-from gateway.merge import Conflict, Create, Delete, Plan, Update, merge, with_entry_ids
+from gateway.merge import (
+    Conflict,
+    Create,
+    Delete,
+    Plan,
+    Update,
+    merge,
+    rebase,
+    with_entry_ids,
+)
 
 
 def e(entry_id: str, name: str = "X", **fields: object) -> Entry:
@@ -88,9 +99,44 @@ def test_deleted_upstream_stays_deleted_unless_the_phone_edited_it() -> None:
 
 
 def test_ids_are_made_unique_without_dropping_entries() -> None:
-    ids = iter(["N1", "N2"])
+    ids = iter(["N1", "N2", "N3"])
     fixed = with_entry_ids([e("a" * 32), e("A" * 32), e(""), e("ZZ")], lambda: next(ids))
-    assert [x.entry_id for x in fixed] == ["A" * 32, "N1", "N2", "ZZ"]
+    assert [x.entry_id for x in fixed] == ["A" * 32, "N1", "N2", "N3"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../escaped", "/etc/passwd", "..\\x", "A" * 31 + "\x00", "A" * 32 + "\n", "A" * 33,
+     "G" * 32, "x" * 5000, " " + "A" * 31],
+)
+def test_an_entry_id_that_is_not_32_hex_digits_is_replaced_and_the_entry_kept(
+    hostile: str,
+) -> None:
+    (fixed,) = with_entry_ids([e(hostile, "New")])
+    assert re.fullmatch("[0-9A-F]{32}", fixed.entry_id) and fixed.display_name == "New"
+    assert merge(None, [fixed], {}).changes == [Create(fixed)]
+
+
+def test_without_a_known_base_nothing_is_deleted_and_edits_still_apply() -> None:
+    edited = e("A", "Ann", company="Edited")
+    new = e("N", "New")
+    plan = merge(None, [edited, new], by_id(A, B))
+    assert plan.changes == [Update(A, edited), Create(new)]
+    assert not any(isinstance(change, Delete) for change in plan.changes)
+    assert merge(None, [], by_id(A, B)) == Plan()
+
+
+def test_rebase_keeps_the_phones_change_and_settles_a_field_changed_since_by_policy() -> None:
+    before = e("A", "Ann", company="Old", comment="c")
+    after = e("A", "Ann", company="Phone", comment="c", profession="Boss")
+    upstream = e("A", "Ann", company="Upstream", comment="changed upstream")
+    phone, conflicts = rebase(before, after, upstream, "phone-wins")
+    assert phone == after and [c.field for c in conflicts] == ["company"]
+    kept, conflicts = rebase(before, after, upstream, "upstream-wins")
+    assert kept.get("company") == "Old" and kept.get("profession") == "Boss"
+    assert conflicts[0].winner == "upstream"
+    same, conflicts = rebase(before, after, e("A", "Ann", company="Phone", comment="c"))
+    assert same == after and conflicts == []
 
 
 # --- the property ---------------------------------------------------------------------------
