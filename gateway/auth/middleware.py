@@ -70,6 +70,13 @@ class Authenticator:
             return self._refuse(request, realm, client, exc.user, str(exc), exc.stale)
         if login is None:
             return self._refuse(request, realm, client, None, "no credentials", False)
+        if wait := self.limiter.blocked(f"user:{login}"):
+            # A block holds for every attempt while it lasts, the right password included:
+            # else a guesser spread over many addresses would learn when it hit.
+            raise web.HTTPTooManyRequests(
+                text="too many failed logins; try later\n",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
         self.limiter.succeeded(f"user:{login}")
         if not self._allowed(login, path, request.method):
             event(
