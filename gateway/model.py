@@ -69,7 +69,17 @@ def entry_id_for(source: str, uid: str) -> str:
 
 
 def effective_entry_id(contact: Contact) -> str:
-    return contact.entry_id or entry_id_for(contact.source, contact.uid)
+    """The entry_id a phone sees: the one a phone gave the contact (kept upstream, e.g. in
+    X-XCAP-ENTRY-ID), when it is 32 hex digits; else the one derived from the uid. Upstream
+    text is data: an odd value there must not become a phone's id (nor, through a phone's
+    PUT, a name upstream)."""
+    stored = contact.entry_id.upper()
+    if len(stored) == 32 and all(ch in _HEX for ch in stored):
+        return stored
+    return entry_id_for(contact.source, contact.uid)
+
+
+_HEX = frozenset("0123456789ABCDEF")
 
 
 @dataclass(frozen=True, slots=True)

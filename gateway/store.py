@@ -18,6 +18,12 @@ from pathlib import Path
 
 from gateway.model import Contact
 
+#: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
+_NORMALIZED_XUI = (
+    "CASE WHEN instr({c}, '@') > 0 THEN substr({c}, 1, instr({c}, '@'))"
+    " || rtrim(lower(substr({c}, instr({c}, '@') + 1)), '.') ELSE {c} END"
+)
+
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE source_state (
@@ -101,6 +107,20 @@ MIGRATIONS: list[str] = [
         item TEXT NOT NULL
     );
     """,
+    # 5: domains are spelled one way (lower case, no trailing dot) in every xui kept.
+    ";".join(
+        f"UPDATE OR REPLACE {table} SET {column} = {_NORMALIZED_XUI.format(c=column)}"
+        for table, column in [
+            ("source_state", "user"),
+            ("contacts", "user"),
+            ("outbox", "user"),
+            ("outbox", "source_user"),
+            ("outbox_archive", "user"),
+            ("served", "user"),
+            ("documents", "owner"),
+        ]
+    )
+    + ";",
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 

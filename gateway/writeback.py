@@ -60,7 +60,7 @@ def find_href(state: SourceState, href: str, entry_id: str) -> str | None:
     if not href:
         # Queued as a create: only a contact that stored the phone's entry_id can be it,
         # a plain string comparison (no hashing of every contact on each create).
-        return next((c.href for c in state.contacts.values() if c.entry_id == entry_id), None)
+        return next((c.href for c in state.contacts.values() if c.entry_id.upper() == entry_id), None)
     # Moved upstream (an LDAP rename keeps the uid, so the derived entry_id).
     return next(
         (c.href for c in state.contacts.values() if effective_entry_id(c) == entry_id), None

@@ -55,3 +55,30 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer xcap-gateway"):
         Store(path)
+
+
+def test_kept_xuis_get_the_one_spelling_of_their_domain(tmp_path: Path) -> None:
+    """Migration 5: what was kept under `alice@B.COM.` is found as `alice@b.com`."""
+    path = tmp_path / "state.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4]):
+        db.executescript(f"BEGIN; {script} PRAGMA user_version = {number + 1}; COMMIT;")
+    db.execute("INSERT INTO served VALUES ('tbook', 'Alice@B.COM.', 'd', '\"e\"', 1)")
+    db.execute("INSERT INTO documents VALUES ('resource-lists', 'bob@X.org', 'index', x'00', 'e', 1)")
+    db.execute("INSERT INTO source_state VALUES ('shared', '', 'f', NULL, NULL)")
+    db.close()
+    store = Store(path)
+    with store.transaction() as tx:
+        assert tx.execute("SELECT user FROM served").fetchall() == [("Alice@b.com",)]
+        assert tx.execute("SELECT owner FROM documents").fetchall() == [("bob@x.org",)]
+        assert tx.execute("SELECT user FROM source_state").fetchall() == [("",)]
+    store.close()
+
+
+@pytest.mark.parametrize("stored", ["../escaped", "x" * 5000, "", "A" * 31])
+def test_an_odd_entry_id_kept_upstream_is_not_what_phones_see(stored: str) -> None:
+    from gateway.model import effective_entry_id, entry_id_for
+
+    contact = Contact(uid="u1", source="s", entry_id=stored)
+    assert effective_entry_id(contact) == entry_id_for("s", "u1")
+    assert effective_entry_id(Contact(uid="u1", source="s", entry_id="ab" * 16)) == "AB" * 16
