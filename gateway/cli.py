@@ -18,6 +18,7 @@ from gateway import __version__, keys, logs
 from gateway.app import create_app, reload
 from gateway.compose import NotReady
 from gateway.config import Config, ConfigError, load_config, split_address
+from gateway.connector import UnsafeTemplateValue
 from gateway.control import socket_path, status, sync_now
 from gateway.engine import Engine
 from gateway.model import UserRef
@@ -96,10 +97,16 @@ async def _render(config: Config, document: str, xui: str) -> int:
         known = ", ".join(config.documents) or "none"
         print(f"no [documents.{document}] in {config.path} (known: {known})", file=sys.stderr)
         return 2
-    engine = Engine(config)
     user = UserRef.parse(xui)
+    if not user.names_one_user():
+        print(f"{xui!r} is not one user's xui (like alice@example.com)", file=sys.stderr)
+        return 2
+    engine = Engine(config)
     try:
         rendered = await engine.document(document, user)
+    except UnsafeTemplateValue as exc:
+        print(f"{xui!r}: {exc}", file=sys.stderr)
+        return 2
     except NotReady as exc:
         for name in exc.sources:
             print(f"source {name}: {engine.sources.state(name, user).last_error}", file=sys.stderr)
