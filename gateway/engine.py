@@ -116,6 +116,7 @@ class Engine:
         await self.outbox.stop()
         await self.sources.stop()
         if self.store is not None:
+            await self.versions.idle()
             self.versions.touch_all()
             self.versions.flush(self.store)
             self.store.close()

@@ -60,6 +60,7 @@ class Versions:
         self._dirty: set[Key] = set()
         self._next_write: asyncio.Future[bool] | None = None
         self._writing = False
+        self._writer: asyncio.Task[None] | None = None
 
     def configure(self, keep: Mapping[str, int], keep_for: Mapping[str, float]) -> None:
         """New limits from a reloaded configuration; what was served is kept."""
@@ -158,9 +159,15 @@ class Versions:
         waiting = self._next_write
         if not self._writing:
             self._writing = True
-            asyncio.create_task(self._write_loop(store))
+            self._writer = asyncio.create_task(self._write_loop(store))
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(waiting)
+
+    async def idle(self) -> None:
+        """Wait for a write under way (before the database is closed)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
 
     async def _write_loop(self, store: Store) -> None:
         try:
