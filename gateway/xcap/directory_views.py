@@ -17,7 +17,8 @@ from gateway.xcap.http import (
     accepts_gzip,
     change_node,
     content_type,
-    matches,
+    if_match_holds,
+    if_none_match_holds,
     read_body,
     read_node_response,
 )
@@ -54,7 +55,7 @@ async def document(request: web.Request, key: str, user: UserRef) -> web.StreamR
 
 def serve(request: web.Request, rendered: Rendered) -> web.Response:
     headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if matches(request.headers.get("If-None-Match"), rendered.etag):
+    if not if_none_match_holds(request.headers.get("If-None-Match"), rendered.etag):
         return web.Response(status=304, headers=headers)
     body = rendered.body
     # One ETag for both encodings: it names the document version, which is what
@@ -94,15 +95,11 @@ async def node(
     engine = request.app[keys.ENGINE]
     rendered = await engine.document(key, user)
     strict = engine.config.documents[key].strict_etags
-    if_match = request.headers.get("If-Match")
-    if (
-        if_match is not None
-        and not matches(if_match, rendered.etag)
-        and (strict or request.method in ("GET", "HEAD"))
+    if not if_match_holds(request.headers.get("If-Match"), rendered.etag) and (
+        strict or request.method in ("GET", "HEAD")
     ):
         raise PreconditionFailed("If-Match does not name the current version")
-    if_none_match = request.headers.get("If-None-Match")
-    if matches(if_none_match, rendered.etag):
+    if not if_none_match_holds(request.headers.get("If-None-Match"), rendered.etag):
         if request.method in ("GET", "HEAD"):
             return web.Response(status=304, headers={"ETag": rendered.etag})
         raise PreconditionFailed("If-None-Match names the current version")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from aiohttp import web
 from lxml import etree
@@ -13,25 +14,110 @@ from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
 from gateway.xcap.nodes import delete_node, read_node, write_node
 from gateway.xcap.selector import Selector
 
-__all__ = ["PreconditionFailed", "check_preconditions", "conflict_response", "matches"]
+__all__ = [
+    "PreconditionFailed",
+    "check_preconditions",
+    "conflict_response",
+    "if_match_holds",
+    "if_none_match_holds",
+    "matches",
+    "named_etags",
+]
+
+
+@dataclass(frozen=True)
+class EntityTag:
+    opaque: str  # with its quotes: '"abc"'
+    weak: bool = False
+
+
+def entity_tags(header: str) -> list[EntityTag] | None:
+    """The entity-tags of an If-Match / If-None-Match value (RFC 9110 §8.8.3), in order;
+    None for "*". A quoted tag may hold commas. A bare token, as some clients send, is
+    read as the strong tag it names; anything else that cannot be read is skipped."""
+    if header.strip() == "*":
+        return None
+    tags: list[EntityTag] = []
+    position, size = 0, len(header)
+    while position < size:
+        if header[position] in " \t,":
+            position += 1
+            continue
+        weak = header.startswith("W/", position)
+        if weak:
+            position += 2
+        if header.startswith('"', position):
+            close = header.find('"', position + 1)
+            if close < 0:
+                break  # an unterminated tag names nothing
+            tags.append(EntityTag(header[position : close + 1], weak))
+            position = close + 1
+        else:
+            end = position
+            while end < size and header[end] not in " \t,":
+                end += 1
+            token = header[position:end]
+            if token and '"' not in token:
+                tags.append(EntityTag(f'"{token}"', weak))
+            position = end
+    return tags
+
+
+def _tag(etag: str) -> EntityTag:
+    weak = etag.startswith("W/")
+    return EntityTag(etag[2:] if weak else etag, weak)
+
+
+def if_match_holds(header: str | None, etag: str | None) -> bool:
+    """Whether an If-Match header lets a request on the version `etag` proceed (RFC 9110
+    §13.1.1): no header; "*" and the resource exists (`etag` not None); or a listed tag
+    equals `etag` by the strong comparison: a weak tag on either side never matches."""
+    if header is None:
+        return True
+    if etag is None:
+        return False
+    tags = entity_tags(header)
+    if tags is None:
+        return True
+    current = _tag(etag)
+    return not current.weak and any(not t.weak and t.opaque == current.opaque for t in tags)
+
+
+def if_none_match_holds(header: str | None, etag: str | None) -> bool:
+    """Whether an If-None-Match header lets a request on the version `etag` proceed (RFC
+    9110 §13.1.2): no header; "*" and the resource does not exist; or no listed tag equals
+    `etag` by the weak comparison (W/ ignored on both sides). When it does not hold, a GET
+    or HEAD is answered 304 and any other method 412."""
+    if header is None:
+        return True
+    tags = entity_tags(header)
+    if tags is None:
+        return etag is None
+    if etag is None:
+        return True
+    current = _tag(etag).opaque
+    return all(t.opaque != current for t in tags)
+
+
+def named_etags(header: str | None) -> list[str]:
+    """The strong entity-tags an If-Match / If-None-Match header names, with their quotes, in
+    order ([] for no header, "*", or weak tags only): the versions a client says it holds."""
+    tags = entity_tags(header) if header is not None else None
+    return [t.opaque for t in tags or [] if not t.weak]
 
 
 def matches(header: str | None, etag: str | None) -> bool:
-    """Whether an If-Match / If-None-Match list names `etag` ("*": any existing)."""
-    if not header or etag is None:
-        return False
-    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
-    return "*" in candidates or etag in candidates
+    """Whether an If-None-Match-style list names `etag` by the weak comparison ("*": any
+    existing version). Prefer if_match_holds / if_none_match_holds."""
+    return header is not None and not if_none_match_holds(header, etag)
 
 
 def check_preconditions(request: web.Request, etag: str | None) -> web.Response | None:
-    """RFC 7232 as RFC 4825 uses it, before anything else: a 304 for a GET whose
-    If-None-Match matches; PreconditionFailed (412) for the rest that do not hold."""
-    if_match = request.headers.get("If-Match")
-    if if_match is not None and not matches(if_match, etag):
+    """RFC 9110 §13.2.2 as RFC 4825 uses it, before anything else: a 304 for a GET or HEAD
+    whose If-None-Match does not hold; PreconditionFailed (412) for the rest that do not."""
+    if not if_match_holds(request.headers.get("If-Match"), etag):
         raise PreconditionFailed("If-Match does not name the current version")
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match is not None and matches(if_none_match, etag):
+    if not if_none_match_holds(request.headers.get("If-None-Match"), etag):
         if request.method in ("GET", "HEAD"):
             return web.Response(status=304, headers={"ETag": etag or ""})
         raise PreconditionFailed("If-None-Match names the current version")
