@@ -14,7 +14,7 @@ from lxml import etree
 
 from gateway.entry import FIELD_ORDER, NUMBER_FIELDS, Entry, FieldValue
 from gateway.xcap.errors import schema_violation
-from gateway.xcap.xml import parse_document
+from gateway.xcap.xml import parse_document, xml_text
 
 RL_NS = "urn:ietf:params:xml:ns:resource-lists"
 CP_NS = "counterpath:properties"
@@ -36,9 +36,12 @@ def render(entries: Iterable[Entry]) -> bytes:
     contact_list = etree.SubElement(root, f"{_RL}list", name=LIST_NAME)
     for entry in entries:
         element = etree.SubElement(contact_list, f"{_RL}entry")
-        etree.SubElement(element, f"{_RL}display-name").text = entry.display_name
+        # Upstream text may hold what XML cannot carry (a control character in a vCard):
+        # leave it out rather than fail the document for every user.
+        etree.SubElement(element, f"{_RL}display-name").text = xml_text(entry.display_name)
         for name, value in _props(entry):
-            etree.SubElement(element, f"{_CP}prop", name=name, value=value)
+            if safe_name := xml_text(name):
+                etree.SubElement(element, f"{_CP}prop", name=safe_name, value=xml_text(value))
     return _DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
 
 

@@ -105,7 +105,7 @@ async def node(
         raise PreconditionFailed("If-None-Match names the current version")
     root = parse_document(rendered.body)
     if request.method in ("GET", "HEAD"):
-        return read_node_response(root, selector, rendered.etag)
+        return read_node_response(root, selector, rendered.etag, rendered.body)
     created = await change_node(request, root, selector)
     # The changed document goes through the same merge as a phone's whole-document PUT,
     # with the version it was made from as its base.

@@ -43,16 +43,19 @@ class XcapConflict(Exception):
         self.exists = list(exists)
 
     def body(self) -> bytes:
+        # Phrases quote what clients sent; the error must render whatever that was.
+        from gateway.xcap.xml import xml_text  # gateway.xcap.xml raises these errors
+
         root = etree.Element(f"{{{XCAP_ERROR_NS}}}xcap-error", nsmap={None: XCAP_ERROR_NS})  # type: ignore[dict-item]
         element = etree.SubElement(root, f"{{{XCAP_ERROR_NS}}}{self.condition}")
         if self.phrase:
-            element.set("phrase", self.phrase)
+            element.set("phrase", xml_text(self.phrase))
         if self.ancestor is not None:
-            etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}ancestor").text = self.ancestor
+            etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}ancestor").text = xml_text(self.ancestor)
         for field, alternatives in self.exists:
-            exists = etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}exists", field=field)
+            exists = etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}exists", field=xml_text(field))
             for value in alternatives:
-                etree.SubElement(exists, f"{{{XCAP_ERROR_NS}}}alt-value").text = value
+                etree.SubElement(exists, f"{{{XCAP_ERROR_NS}}}alt-value").text = xml_text(value)
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

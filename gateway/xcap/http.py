@@ -156,10 +156,13 @@ async def read_body(request: web.Request) -> bytes:
 NODE_METHODS = ["GET", "HEAD", "PUT", "DELETE"]
 
 
-def read_node_response(root: etree._Element, selector: Selector, etag: str) -> web.Response:
-    """The GET answer for the node `selector` names in `root` (404 when none)."""
+def read_node_response(
+    root: etree._Element, selector: Selector, etag: str, source: bytes
+) -> web.Response:
+    """The GET answer for the node `selector` names in `root`, parsed from `source` (404
+    when none)."""
     try:
-        kind, body = read_node(root, selector)
+        kind, body = read_node(root, selector, source)
     except LookupError as exc:
         raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
     return web.Response(body=body, content_type=kind, headers={"ETag": etag})

@@ -4,14 +4,15 @@ bytes and trees out; the views decide where documents come from and go to."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from xml.sax.saxutils import escape
+from xml.parsers import expat
 
 from lxml import etree
 
 from gateway.xcap.errors import XcapConflict, not_utf8
 from gateway.xcap.selector import Selector, delete_element, no_parent, put_element, select_one
-from gateway.xcap.xml import parse_document
+from gateway.xcap.xml import element_span, escape_attribute, parse_document, parser, quote_attribute
 
 ELEMENT_TYPE = "application/xcap-el+xml"
 ATTRIBUTE_TYPE = "application/xcap-att+xml"
@@ -26,8 +27,9 @@ class WrongType(Exception):
     """The body's Content-Type is not the node's (415)."""
 
 
-def read_node(root: etree._Element, selector: Selector) -> tuple[str, bytes]:
-    """(content type, body) of the selected node; LookupError when it selects nothing."""
+def read_node(root: etree._Element, selector: Selector, source: bytes) -> tuple[str, bytes]:
+    """(content type, body) of the selected node of `root`, parsed from `source`;
+    LookupError when it selects nothing."""
     element = select_one(root, selector)
     if element is None:
         raise LookupError("nothing selected")
@@ -38,8 +40,17 @@ def read_node(root: etree._Element, selector: Selector) -> tuple[str, bytes]:
         value = element.get(selector.attribute)
         if value is None:
             raise LookupError("no such attribute")
-        return ATTRIBUTE_TYPE, escape(value, {'"': "&quot;"}).encode()
-    return ELEMENT_TYPE, etree.tostring(element, encoding="UTF-8", with_tail=False)
+        return ATTRIBUTE_TYPE, escape_attribute(value).encode()
+    # The element's own bytes: serializing it would add the ancestors' namespace
+    # declarations, which RFC 4825 §8.3 forbids.
+    start, end = element_span(source, _document_index(root, element))
+    return ELEMENT_TYPE, source[start:end]
+
+
+def _document_index(root: etree._Element, element: etree._Element) -> int:
+    """The position of `element` among the elements of `root`'s document, in document order."""
+    elements = (node for node in root.iter() if isinstance(node.tag, str))
+    return next(index for index, node in enumerate(elements) if node is element)
 
 
 def write_node(root: etree._Element, selector: Selector, content_type: str, body: bytes) -> bool:
@@ -77,26 +88,65 @@ def delete_node(root: etree._Element, selector: Selector) -> None:
 
 def fragment(body: bytes, nsmap: Mapping[str | None, str]) -> etree._Element:
     """The single element of an application/xcap-el+xml body, read in the namespace
-    context of where it goes."""
+    context of where it goes. Errors name positions in the body as the client sent it."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise not_utf8(f"the body is not UTF-8 (byte {exc.start})") from exc
+    _check_well_formed(body)
     declarations = "".join(
-        f' xmlns="{uri}"' if prefix is None else f' xmlns:{prefix}="{uri}"'
+        f" xmlns={quote_attribute(uri)}"
+        if prefix is None
+        else f" xmlns:{prefix}={quote_attribute(uri)}"
         for prefix, uri in nsmap.items()
     )
+    # The body starts on the wrapper's second line, so that positions in it are the
+    # body's own but for the line number.
+    wrapped = f"<xcap-fragment{declarations}>\n{text.removeprefix(BOM)}</xcap-fragment>"
     try:
-        holder = parse_document(f"<xcap-fragment{declarations}>{text}</xcap-fragment>".encode())
-    except XcapConflict as exc:
-        raise XcapConflict("not-xml-frag", exc.phrase) from exc
+        holder = etree.fromstring(wrapped.encode(), parser())
+    except etree.XMLSyntaxError as exc:
+        line, column = exc.position
+        message = _POSITION.sub("", str(exc.msg))
+        raise XcapConflict("not-xml-frag", f"{message} (line {line - 1}, column {column})") from exc
     elements = [child for child in holder if isinstance(child.tag, str)]
     loose_text = (holder.text or "").strip() or any((child.tail or "").strip() for child in holder)
     if len(elements) != 1 or loose_text:
         raise XcapConflict("not-xml-frag", "the body must be exactly one XML element")
     element = elements[0]
     holder.remove(element)
+    # Whitespace around the element in the body is not part of it.
+    element.tail = None
     return element
+
+
+BOM = "\ufeff"
+_POSITION = re.compile(r", line \d+, column \d+$")
+
+
+def _check_well_formed(body: bytes) -> None:
+    """not-xml-frag unless `body` is one element (with comments or whitespace around it),
+    positions counted in the body: line from 1, column (characters) from 1."""
+
+    def refuse(what: str) -> None:
+        raise XcapConflict("not-xml-frag", f"{what} is not allowed in an element body")
+
+    checker = expat.ParserCreate()
+    checker.XmlDeclHandler = lambda *_: refuse("an XML declaration")
+    checker.StartDoctypeDeclHandler = lambda *_: refuse("a DOCTYPE")
+    try:
+        checker.Parse(body, True)
+    except expat.ExpatError as exc:
+        code = exc.code
+        if code == expat.errors.codes[expat.errors.XML_ERROR_JUNK_AFTER_DOC_ELEMENT]:
+            what = "the body must be exactly one XML element; more follows"
+        elif code == expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS]:
+            what = "the body must be exactly one XML element; there is none"
+        else:
+            what = expat.ErrorString(code)
+        raise XcapConflict(
+            "not-xml-frag", f"{what} (line {exc.lineno}, column {exc.offset + 1})"
+        ) from exc
 
 
 def attribute_value(body: bytes) -> str:
@@ -108,7 +158,7 @@ def attribute_value(body: bytes) -> str:
     if '"' in text or "<" in text:
         raise XcapConflict("not-xml-att-value", "not a valid attribute value")
     try:
-        holder = parse_document(f'<a v="{text}"/>'.encode())
+        holder = parse_document(f'<a v="{text}"/>'.encode())  # quotes refused above
     except XcapConflict as exc:
         raise XcapConflict("not-xml-att-value", exc.phrase) from exc
     return holder.get("v", "")

@@ -156,6 +156,8 @@ def put_element(root: etree._Element, selector: Selector, new: etree._Element) -
         raise XcapConflict("cannot-insert", "the element does not match the node selector")
     existing = _candidates(parent, step)
     if len(existing) == 1:
+        # The whitespace after the old element is the document's layout, not the element's.
+        new.tail = existing[0].tail
         parent.replace(existing[0], new)
         return False
     if existing:
@@ -166,13 +168,23 @@ def put_element(root: etree._Element, selector: Selector, new: etree._Element) -
     if step.position is not None and step.position != len(siblings) + 1:
         raise XcapConflict("cannot-insert", f"there is no position {step.position} to insert at")
     if siblings:
-        siblings[-1].addnext(new)
+        _add_after(siblings[-1], new)
     else:
         parent.append(new)
     if select_one(root, selector) is not new:
         new.getparent().remove(new)  # type: ignore[union-attr]
         raise XcapConflict("cannot-insert", "after insertion the node selector would not select it")
     return True
+
+
+def _add_after(sibling: etree._Element, new: etree._Element) -> None:
+    """Insert `new` right after `sibling`, indented as `sibling` is when the text before it
+    is only whitespace (lxml would put it after `sibling`'s tail)."""
+    previous = sibling.getprevious()
+    before = sibling.getparent().text if previous is None else previous.tail  # type: ignore[union-attr]
+    if before is not None and not before.strip():
+        new.tail, sibling.tail = sibling.tail, before
+    sibling.addnext(new)
 
 
 def delete_element(root: etree._Element, selector: Selector) -> None:

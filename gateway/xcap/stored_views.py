@@ -65,10 +65,10 @@ async def node(
         raise web.HTTPNotFound(text="no such document\n")
     root = parse_document(current.body, keep_comments=True)
     if request.method in ("GET", "HEAD"):
-        return read_node_response(root, selector, current.etag)
+        return read_node_response(root, selector, current.etag, current.body)
     created = await change_node(request, root, selector)
     resourcelists.validate(root)
     saved = await asyncio.to_thread(
-        storage.save, store, resourcelists.AUID, owner, path, serialize(root)
+        storage.save, store, resourcelists.AUID, owner, path, serialize(root, current.body)
     )
     return web.Response(status=201 if created else 200, headers={"ETag": saved.etag})
