@@ -124,6 +124,11 @@ def check_preconditions(request: web.Request, etag: str | None) -> web.Response 
     return None
 
 
+def conditional(request: web.Request) -> bool:
+    """Whether the request names the version it expects (If-Match or If-None-Match)."""
+    return "If-Match" in request.headers or "If-None-Match" in request.headers
+
+
 def content_type(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
@@ -168,10 +173,19 @@ def read_node_response(
     return web.Response(body=body, content_type=kind, headers={"ETag": etag})
 
 
-async def change_node(request: web.Request, root: etree._Element, selector: Selector) -> bool:
-    """Apply the request's PUT or DELETE to `root`; True when a PUT created the node."""
+async def node_body(request: web.Request) -> bytes:
+    """The body a node PUT brings (b"" for other methods), read once: a request may be
+    applied again to a newer version of its document."""
+    return await read_body(request) if request.method == "PUT" else b""
+
+
+def apply_node_change(
+    request: web.Request, root: etree._Element, selector: Selector, body: bytes
+) -> bool:
+    """Apply the request's PUT (of `body`) or DELETE to `root`; True when a PUT created
+    the node."""
     if request.method == "PUT":
-        return write_node(root, selector, content_type(request), await read_body(request))
+        return write_node(root, selector, content_type(request), body)
     if request.method == "DELETE":
         try:
             delete_node(root, selector)
@@ -179,3 +193,10 @@ async def change_node(request: web.Request, root: etree._Element, selector: Sele
             raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
         return False
     raise web.HTTPMethodNotAllowed(request.method, NODE_METHODS)
+
+
+async def change_node(request: web.Request, root: etree._Element, selector: Selector) -> bool:
+    """Apply the request's PUT or DELETE to `root`; True when a PUT created the node."""
+    if request.method not in ("PUT", "DELETE"):
+        raise web.HTTPMethodNotAllowed(request.method, NODE_METHODS)
+    return apply_node_change(request, root, selector, await node_body(request))

@@ -1,9 +1,16 @@
 """Documents stored as clients send them (the resource-lists application usage, RFC 4826),
-owner-only under users/{xui}/: whole documents and their elements and attributes."""
+owner-only under users/{xui}/: whole documents and their elements and attributes.
+
+Each change is made against the version its preconditions were checked on and saved only
+if that is still the stored version (storage.save is a compare-and-swap). When another
+request got there first, a conditional request (If-Match / If-None-Match) is answered 412;
+an unconditional one is made again against the new version: the last writer wins, but
+never over a change it did not see."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -12,63 +19,117 @@ from gateway.store import Store
 from gateway.xcap import resourcelists, storage
 from gateway.xcap.errors import XcapConflict
 from gateway.xcap.http import (
-    change_node,
+    PreconditionFailed,
+    apply_node_change,
     check_preconditions,
+    conditional,
     content_type,
+    node_body,
     read_body,
     read_node_response,
 )
 from gateway.xcap.selector import Selector
+from gateway.xcap.storage import StaleVersion, StoredDocument
 from gateway.xcap.xml import parse_document, serialize
 
 ALLOWED = ["GET", "HEAD", "PUT", "DELETE"]
+#: An unconditional request that keeps losing the race to others gives up (503) rather than
+#: looping for as long as they write.
+ATTEMPTS = 20
+RETRY_AFTER = 1
+
+Change = Callable[[StoredDocument | None], Awaitable[web.StreamResponse]]
+
+
+async def _against_current(
+    request: web.Request, store: Store, owner: str, path: str, change: Change
+) -> web.StreamResponse:
+    """`change` made against the current version, after its preconditions were checked on
+    that version; again on the newer version when the swap found another (unconditional
+    requests only)."""
+    for _ in range(ATTEMPTS):
+        current = await asyncio.to_thread(storage.load, store, resourcelists.AUID, owner, path)
+        if (answer := check_preconditions(request, current.etag if current else None)) is not None:
+            return answer
+        try:
+            return await change(current)
+        except StaleVersion as exc:
+            if conditional(request):
+                raise PreconditionFailed(
+                    "the document changed while the request was being processed"
+                ) from exc
+    raise web.HTTPServiceUnavailable(
+        text="the document keeps changing; try again\n", headers={"Retry-After": str(RETRY_AFTER)}
+    )
 
 
 async def document(
     request: web.Request, store: Store, user: UserRef, path: str
 ) -> web.StreamResponse:
     owner = user.xui
-    current = await asyncio.to_thread(storage.load, store, resourcelists.AUID, owner, path)
-    if (answer := check_preconditions(request, current.etag if current else None)) is not None:
-        return answer
-    if request.method in ("GET", "HEAD"):
-        if current is None:
-            raise web.HTTPNotFound(text="no such document\n")
-        return web.Response(
-            body=current.body, content_type=resourcelists.MIME_TYPE, headers={"ETag": current.etag}
+    if request.method not in ALLOWED:
+        raise web.HTTPMethodNotAllowed(request.method, ALLOWED)
+    body: bytes | None = None
+
+    async def change(current: StoredDocument | None) -> web.StreamResponse:
+        nonlocal body
+        if request.method in ("GET", "HEAD"):
+            if current is None:
+                raise web.HTTPNotFound(text="no such document\n")
+            return web.Response(
+                body=current.body,
+                content_type=resourcelists.MIME_TYPE,
+                headers={"ETag": current.etag},
+            )
+        expected = current.etag if current else None
+        if request.method == "DELETE":
+            if current is None:
+                raise web.HTTPNotFound(text="no such document\n")
+            await asyncio.to_thread(
+                storage.delete, store, resourcelists.AUID, owner, path, current.etag
+            )
+            return web.Response(status=200)
+        if body is None:
+            if content_type(request) != resourcelists.MIME_TYPE:
+                raise web.HTTPUnsupportedMediaType(text=f"send {resourcelists.MIME_TYPE}\n")
+            body = await read_body(request)
+            resourcelists.validate(parse_document(body, keep_comments=True))
+        saved = await asyncio.to_thread(
+            storage.save, store, resourcelists.AUID, owner, path, body, expected
         )
-    if request.method == "PUT":
-        if content_type(request) != resourcelists.MIME_TYPE:
-            raise web.HTTPUnsupportedMediaType(text=f"send {resourcelists.MIME_TYPE}\n")
-        body = await read_body(request)
-        resourcelists.validate(parse_document(body, keep_comments=True))
-        saved = await asyncio.to_thread(storage.save, store, resourcelists.AUID, owner, path, body)
         return web.Response(status=200 if current else 201, headers={"ETag": saved.etag})
-    if request.method == "DELETE":
-        if current is None:
-            raise web.HTTPNotFound(text="no such document\n")
-        await asyncio.to_thread(storage.delete, store, resourcelists.AUID, owner, path)
-        return web.Response(status=200)
-    raise web.HTTPMethodNotAllowed(request.method, ALLOWED)
+
+    return await _against_current(request, store, owner, path, change)
 
 
 async def node(
     request: web.Request, store: Store, user: UserRef, path: str, selector: Selector
 ) -> web.StreamResponse:
     owner = user.xui
-    current = await asyncio.to_thread(storage.load, store, resourcelists.AUID, owner, path)
-    if (answer := check_preconditions(request, current.etag if current else None)) is not None:
-        return answer
-    if current is None:
-        if request.method == "PUT":
-            raise XcapConflict("no-parent", "the document does not exist", ancestor="")
-        raise web.HTTPNotFound(text="no such document\n")
-    root = parse_document(current.body, keep_comments=True)
-    if request.method in ("GET", "HEAD"):
-        return read_node_response(root, selector, current.etag, current.body)
-    created = await change_node(request, root, selector)
-    resourcelists.validate(root)
-    saved = await asyncio.to_thread(
-        storage.save, store, resourcelists.AUID, owner, path, serialize(root, current.body)
-    )
-    return web.Response(status=201 if created else 200, headers={"ETag": saved.etag})
+    body: bytes | None = None
+
+    async def change(current: StoredDocument | None) -> web.StreamResponse:
+        nonlocal body
+        if current is None:
+            if request.method == "PUT":
+                raise XcapConflict("no-parent", "the document does not exist", ancestor="")
+            raise web.HTTPNotFound(text="no such document\n")
+        root = parse_document(current.body, keep_comments=True)
+        if request.method in ("GET", "HEAD"):
+            return read_node_response(root, selector, current.etag, current.body)
+        if body is None:
+            body = await node_body(request)
+        created = apply_node_change(request, root, selector, body)
+        resourcelists.validate(root)
+        saved = await asyncio.to_thread(
+            storage.save,
+            store,
+            resourcelists.AUID,
+            owner,
+            path,
+            serialize(root, current.body),
+            current.etag,
+        )
+        return web.Response(status=201 if created else 200, headers={"ETag": saved.etag})
+
+    return await _against_current(request, store, owner, path, change)
