@@ -240,8 +240,8 @@ async def test_basic_credentials_over_tls_never_reach_a_log(
         base64.b64encode(f"{u}:{p}".encode()).decode()
         for u, p in (("alice", RIGHT), ("alice", WRONG), ("nobody", STRANGER))
     ]
-    for path in [gateway.log, *sorted((tmp_path / "var").rglob("*"))]:
-        if path.is_file():
-            data = path.read_bytes()
+    for written in [gateway.log, *sorted((tmp_path / "var").rglob("*"))]:
+        if written.is_file():
+            data = written.read_bytes()
             leaked = [s for s in secrets if s.encode() in data]
-            assert not leaked, f"{path} holds {leaked}"
+            assert not leaked, f"{written} holds {leaked}"
