@@ -9,6 +9,7 @@ through vobject's objects would not: it drops vCard 4 data: URIs and reorders li
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -17,12 +18,13 @@ from functools import partial
 from vobject.base import backslashEscape
 from vobject.icalendar import stringToTextValues
 
-from connectors.vcard_lines import Card, Line
+from connectors.vcard_lines import Card, Line, clean_text, decode_param, encode_param
 from gateway.model import Contact
 
 _FLAGS = ("vip", "dnd")  # CATEGORIES values that are flags on the phone
 XPROP = "X-XCAP-PROP"
 XENTRY = "X-XCAP-ENTRY-ID"
+_ENTRY_ID = re.compile(r"[0-9A-F]{32}")
 
 
 # --- the mapped properties, each read as a list of (line, value) "slots" -------------
@@ -31,7 +33,42 @@ Value = str | tuple[str, ...]
 Slots = list[tuple[Line, Value]]
 
 
-def _tel_kind(line: Line) -> str | None:
+#: Apple Contacts' built-in labels (`item1.X-ABLabel:_$!<Mobile>!$_`); any other label
+#: text is a custom one, read as business. Fax and pager labels are not dialable.
+_LABEL_KINDS: dict[str, str | None] = {
+    "mobile": "mobile",
+    "iphone": "mobile",
+    "home": "home",
+    "work": "business",
+    "main": "business",
+    "pager": None,
+}
+_BUILT_IN_LABEL = re.compile(r"_\$!<(.*)>!\$_")
+
+
+def _labels(card: Card) -> dict[str, str]:
+    """The X-ABLabel text of each group (lower-cased group name -> label)."""
+    labels = {}
+    for line in card.lines:
+        if line.name == "X-ABLABEL" and line.group:
+            text = line.text().strip()
+            built_in = _BUILT_IN_LABEL.fullmatch(text)
+            labels[line.group.lower()] = built_in.group(1) if built_in else text
+    return labels
+
+
+def _label_kind(label: str) -> str | None:
+    key = label.strip().lower()
+    if "fax" in key:
+        return None
+    return _LABEL_KINDS.get(key, "business")
+
+
+def _tel_kind(line: Line, labels: dict[str, str]) -> str | None:
+    # A label is what the user picked in Apple Contacts: it decides over the TYPEs,
+    # which Apple writes loosely (`type=pref` alone, or `CELL` on an "iPhone" number).
+    if line.group and (label := labels.get(line.group.lower())) is not None:
+        return _label_kind(label)
     types = line.types()
     if "cell" in types:
         return "mobile"
@@ -52,6 +89,7 @@ def _number(line: Line) -> str:
 
 def read_slots(card: Card) -> dict[str, Slots]:
     slots: dict[str, Slots] = {}
+    labels = _labels(card)
 
     def add(kind: str, line: Line, value: Value) -> None:
         slots.setdefault(kind, []).append((line, value))
@@ -65,7 +103,7 @@ def read_slots(card: Card) -> dict[str, Slots]:
             add(name, line, tuple(line.components(5)))
         elif name == "ORG":
             add(name, line, tuple(line.components(1)))
-        elif name == "TEL" and (kind := _tel_kind(line)) and (number := _number(line)):
+        elif name == "TEL" and (kind := _tel_kind(line, labels)) and (number := _number(line)):
             add(kind, line, number)
         elif (name == "IMPP" and line.value.lower().startswith("sip:")) or name == "X-SIP":
             add("sip", line, _strip_scheme(line.text().strip(), "sip:"))
@@ -73,8 +111,8 @@ def read_slots(card: Card) -> dict[str, Slots]:
             for category in stringToTextValues(line.value):
                 if category.strip():
                     add(name, line, category.strip())
-        elif name == XPROP and (prop := "".join(line.param("X-NAME"))):
-            add(name, line, (prop, line.text()))
+        elif name == XPROP:
+            add(name, line, (decode_param(line.param_text("X-NAME") or ""), line.text()))
     return slots
 
 
@@ -164,13 +202,16 @@ def _sip_line(card: Card, value: Value, template: Line | None) -> Line:
     if not address.lower().startswith("sip:"):
         address = "sip:" + address
     params, group = (template.params, template.group) if template else ([], None)
-    return card.make_line("IMPP", params, address, group)
+    # Escaped like text, as it is read: a newline a phone put in must not end the line.
+    return card.make_line("IMPP", params, backslashEscape(address), group)
 
 
 def _xprop_line(card: Card, value: Value, template: Line | None) -> Line:
     assert isinstance(value, tuple)
     prop, text = value
-    return card.make_line(XPROP, [["X-NAME", prop]], backslashEscape(text), None)
+    # An empty name goes without X-NAME: servers drop an empty parameter anyway.
+    params = [["X-NAME", encode_param(prop)]] if prop else []
+    return card.make_line(XPROP, params, backslashEscape(text), None)
 
 
 def _categories_line(card: Card, values: Sequence[Value], template: Line | None) -> Line:
@@ -225,9 +266,16 @@ def desired_values(contact: Contact, current: dict[str, Slots]) -> dict[str, lis
 
 
 def write_contact(card: Card, contact: Contact) -> Card:
-    """`card` changed to hold `contact`'s mapped values; untouched lines stay as they were."""
-    current = read_slots(card)
-    for kind, wanted in desired_values(contact, current).items():
+    """`card` changed to hold `contact`'s mapped values; untouched lines stay as they were.
+    Values are written as clean_text leaves them, and compared in that form on both sides:
+    a NOTE holding a control character stays byte for byte when a phone that could not
+    be sent that character edits another field."""
+    current = {
+        kind: [(line, _clean(kind, value)) for line, value in slots]
+        for kind, slots in read_slots(card).items()
+    }
+    for kind, values in desired_values(contact, current).items():
+        wanted = [_clean(kind, value) for value in values]
         slots = current.get(kind, [])
         if [value for _, value in slots] == wanted:
             continue
@@ -238,17 +286,40 @@ def write_contact(card: Card, contact: Contact) -> Card:
     return card
 
 
-def new_card(contact: Contact, version: str) -> Card:
-    uid = contact.uid or (
-        f"urn:uuid:{uuid.UUID(hex=contact.entry_id)}"
-        if _is_hex32(contact.entry_id)
-        else f"urn:uuid:{uuid.uuid4()}"
+def _clean(kind: str, value: Value) -> Value:
+    if isinstance(value, str):
+        return clean_text(value)
+    if kind == XPROP:  # (name, text): the name is percent-encoded, so carried exactly
+        return (value[0], clean_text(value[1]))
+    return tuple(clean_text(part) for part in value)
+
+
+def safe_entry_id(entry_id: str) -> str:
+    """An entry_id fit to name a new card's file or URL: a phone's own when it is 32 hex
+    digits (upper-cased), else a fresh random one. A phone's entry_id is data and must
+    never become a path (`../x`), a URL segment or a line of the card."""
+    upper = entry_id.upper()
+    return upper if _ENTRY_ID.fullmatch(upper) else os.urandom(16).hex().upper()
+
+
+def for_new_card(contact: Contact) -> Contact:
+    """`contact` as a new card stores it: its entry_id made safe (see safe_entry_id). A
+    contact without one keeps none; its card gets a random name."""
+    return (
+        contact.replace(entry_id=safe_entry_id(contact.entry_id)) if contact.entry_id else contact
     )
+
+
+def new_card(contact: Contact, version: str) -> Card:
+    """A new card for `contact` (pass it through for_new_card first). Its UID is derived
+    from the entry_id when that is safe, so a retried create writes the same card."""
+    if contact.uid:
+        uid = contact.uid
+    elif _ENTRY_ID.fullmatch(contact.entry_id):
+        uid = f"urn:uuid:{uuid.UUID(hex=contact.entry_id)}"
+    else:
+        uid = f"urn:uuid:{uuid.uuid4()}"
     return write_contact(Card.new(version, uid), contact)
-
-
-def _is_hex32(text: str) -> bool:
-    return bool(re.fullmatch(r"[0-9A-Fa-f]{32}", text))
 
 
 def _splice(
@@ -265,12 +336,23 @@ def _splice(
     for line in freed:
         index = card.lines.index(line)
         if added:
-            card.lines[index] = make(added.pop(0), line)
+            card.lines[index] = make(added.pop(0), line)  # keeps its group, so its label
         else:
             del card.lines[index]
+            _drop_orphan_labels(card, line.group)
     anchor = _insert_at(card, slots)
     for offset, value in enumerate(added):
         card.lines.insert(anchor + offset, make(value, None))
+
+
+def _drop_orphan_labels(card: Card, group: str | None) -> None:
+    """Remove the X-AB* lines (label, …) of `group` once no property of it is left: a
+    label with nothing to label would only confuse the next number put in that group."""
+    if group is None:
+        return
+    members = [line for line in card.lines if (line.group or "").lower() == group.lower()]
+    if all(line.name.startswith("X-AB") for line in members):
+        card.lines[:] = [line for line in card.lines if line not in members]
 
 
 def _replace_categories(card: Card, slots: Slots, wanted: list[Value]) -> None:
@@ -288,10 +370,20 @@ def _replace_categories(card: Card, slots: Slots, wanted: list[Value]) -> None:
         card.lines.insert(_insert_at(card, []), _categories_line(card, wanted, None))
 
 
+def _after_group(card: Card, index: int) -> int:
+    """The index after line `index` and the lines of its group that follow it: a new line
+    put between `item3.TEL` and `item3.X-ABLabel` would split the pair."""
+    group = (card.lines[index].group or "").lower()
+    index += 1
+    while group and index < len(card.lines) and (card.lines[index].group or "").lower() == group:
+        index += 1
+    return index
+
+
 def _insert_at(card: Card, slots: Slots) -> int:
     present = [card.lines.index(line) for line, _ in slots if line in card.lines]
     if present:
-        return max(present) + 1
+        return _after_group(card, max(present))
     for index in range(len(card.lines) - 1, -1, -1):
         if card.lines[index].name == "END":
             return index

@@ -6,12 +6,51 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
-from vobject.base import ContentLine, ParseError, parseLine
+from vobject.base import ContentLine, ParseError, backslashEscape, parseLine
 from vobject.icalendar import stringToTextValues
 
 _CARD_START = re.compile(r"^BEGIN:VCARD\s*$", re.IGNORECASE)
 _CARD_END = re.compile(r"^END:VCARD\s*$", re.IGNORECASE)
+#: A physical line, ending at LF (or CRLF) only.
+_PHYSICAL = re.compile(r"[^\n]*\n|[^\n]+")
+
+
+def physical_lines(text: str) -> list[str]:
+    """`text` split after each LF, keeping the endings. Not str.splitlines: that also
+    splits at VT, FF, FS/GS/RS, U+0085, U+2028 and U+2029, which a NOTE may contain and
+    which end no vCard line."""
+    return _PHYSICAL.findall(text)
+
+
+#: What neither a vCard value nor XML 1.0 can carry: C0 controls but tab, LF and CR,
+#: U+FFFE/U+FFFF, and lone surrogates (which UTF-8 cannot even encode).
+_UNCARRIABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` as a vCard value can hold it: the characters above dropped, and CR or CRLF
+    as LF, since a value escapes only newlines (`\\n`). clean_text(clean_text(t)) ==
+    clean_text(t)."""
+    return _UNCARRIABLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def encode_param(value: str) -> str:
+    """`value` fit for a parameter value whatever it holds: every character but ASCII
+    letters, digits and `-._~#` percent-encoded (UTF-8). A raw `"` cannot be written at
+    all, and `;:,` or non-ASCII are read differently by different parsers."""
+    return quote(value, safe="#", errors="surrogatepass")
+
+
+def decode_param(value: str) -> str:
+    """The inverse of encode_param. A value that is not in encode_param's form (written
+    before we encoded, like `50%` or `a b`) is returned as it is."""
+    try:
+        decoded = unquote(value, errors="surrogatepass")
+    except UnicodeDecodeError:
+        return value
+    return decoded if encode_param(decoded) == value else value
 
 
 @dataclass(eq=False)  # lines are compared by identity: two may read the same
@@ -41,6 +80,14 @@ class Line:
                     values.extend(v.strip() for v in value.split(","))
         return values
 
+    def param_text(self, name: str) -> str | None:
+        """The value of parameter `name` as written (list items joined by commas, nothing
+        stripped); None when the line has no such parameter."""
+        for param in self.params:
+            if param[0].upper() == name:
+                return ",".join(value or "" for value in param[1:])
+        return None
+
     def types(self) -> set[str]:
         """TYPE values, plus vCard 2.1-style bare parameters like `TEL;CELL:`."""
         bare = {p[0].lower() for p in self.params if len(p) == 1 or p[1:] == [None]}
@@ -63,7 +110,7 @@ class Card:
     def parse(cls, text: str) -> Card:
         newline = "\r\n" if "\r\n" in text else "\n"
         chunks: list[str] = []
-        for physical in text.splitlines(keepends=True):
+        for physical in physical_lines(text):
             if chunks and physical[:1] in (" ", "\t"):
                 chunks[-1] += physical
             else:
@@ -75,7 +122,12 @@ class Card:
     @classmethod
     def new(cls, version: str, uid: str) -> Card:
         card = cls([], "\r\n")
-        lines = [("BEGIN", "VCARD"), ("VERSION", version), ("UID", uid)]
+        # The UID escaped like text, as it is read: nothing in it can end the line.
+        lines = [
+            ("BEGIN", "VCARD"),
+            ("VERSION", version),
+            ("UID", backslashEscape(clean_text(uid))),
+        ]
         if version == "3.0":
             lines.append(("N", ";;;;"))  # required in 3.0, even when empty
         for name, value in [*lines, ("END", "VCARD")]:
@@ -102,9 +154,32 @@ class Card:
         return line.value.strip() if line else "3.0"
 
     def make_line(self, name: str, params: list[list[str]], value: str, group: str | None) -> Line:
-        raw = ContentLine(name, params, value, group=group, encoded=True).serialize()
-        raw = raw.replace("\r\n", self.newline)
-        return Line(raw, name, params, value, group)
+        logical = ContentLine(name, params, value, group=group, encoded=True).serialize(
+            lineLength=_UNFOLDED
+        )
+        return Line(fold(logical.removesuffix("\r\n"), self.newline), name, params, value, group)
+
+
+#: Long enough that vobject never folds: it measures its short lines in characters, not
+#: octets, so a line of 60 non-ASCII characters went out 120 octets long.
+_UNFOLDED = 1 << 30
+
+
+def fold(logical: str, newline: str = "\r\n", octets: int = 75) -> str:
+    """`logical` folded into lines of at most `octets` UTF-8 octets (the continuation's
+    leading space included), never inside a character; ends with `newline`."""
+    lines: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in logical:
+        width = len(char.encode("utf-8", "surrogatepass"))
+        if size + width > octets:
+            lines.append("".join(current))
+            current, size = [" "], 1
+        current.append(char)
+        size += width
+    lines.append("".join(current))
+    return newline.join(lines) + newline
 
 
 def split_cards(text: str) -> list[tuple[bool, str]]:
@@ -112,7 +187,7 @@ def split_cards(text: str) -> list[tuple[bool, str]]:
     segments: list[tuple[bool, str]] = []
     buffer: list[str] = []
     inside = False
-    for physical in text.splitlines(keepends=True):
+    for physical in physical_lines(text):
         if not inside and _CARD_START.match(physical):
             if buffer:
                 segments.append((False, "".join(buffer)))
