@@ -2,22 +2,27 @@
 
 A card's href is its file name, or `file.vcf#UID` (`file.vcf#N` for a card without UID)
 when the file holds several cards. Writes rewrite only the card that changed, keep the
-rest of the file byte for byte, and replace the file atomically (temporary file + rename).
+rest of the file byte for byte, and replace the file atomically and durably: a temporary
+file in the folder, fsynced, renamed over (or linked to) the card, then the folder fsynced.
+A rewritten file keeps its mode and owner; a new one gets the mode any program's new file
+gets (0666 less the umask), like the cards other tools put in the folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import logging
 import os
-import tempfile
+import stat
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from connectors.vcard import card_to_contact, new_card, write_contact
+from connectors.vcard import card_to_contact, for_new_card, new_card, write_contact
 from connectors.vcard_lines import Card, split_cards
 from gateway.connector import (
     AlreadyExists,
@@ -28,9 +33,12 @@ from gateway.connector import (
     Unavailable,
     WrongEtag,
 )
+from gateway.logs import event
 from gateway.model import Contact, UserRef
 
 SUFFIX = ".vcf"
+#: New files: the kernel takes the umask off, as for a file any editor creates.
+_NEW_FILE_MODE = 0o666
 
 
 class VcardDirSettings(ConnectorSettings):
@@ -149,23 +157,25 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         return found
 
     def _create(self, contact: Contact) -> Contact:
-        # The file is named after the entry_id, so a create retried after a crash
-        # finds its own earlier result instead of writing a second card.
-        stem = contact.entry_id or os.urandom(16).hex().upper()
-        name = f"{stem}{SUFFIX}"
+        # The file is named after the entry_id (made safe: a phone's text never becomes
+        # a path), so a create retried after a crash finds its own earlier result
+        # instead of writing a second card.
+        contact = for_new_card(contact)
+        name = f"{contact.entry_id or os.urandom(16).hex().upper()}{SUFFIX}"
         card = new_card(contact, self.version)
         with self._write_lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            target = self.folder / name
-            temporary = self._write_temporary(card.text())
+            self._make_folder()
+            temporary = self._write_temporary(card.text(), like=None)
             try:
-                os.link(temporary, target)
+                # A link, not a rename: it fails instead of replacing an existing card.
+                os.link(temporary, self.folder / name)
             except FileExistsError:
                 raise AlreadyExists(name) from None
             except OSError as exc:
-                raise Unavailable(f"cannot write {target}: {exc.strerror}") from exc
+                raise Unavailable(f"cannot write {name}: {exc.strerror}") from exc
             finally:
-                os.unlink(temporary)
+                temporary.unlink(missing_ok=True)
+            self._sync_folder()
         return self._get(name)
 
     def _update(self, href: str, contact: Contact, etag: str) -> Contact:
@@ -192,27 +202,107 @@ class VcardDirConnector(Connector[VcardDirSettings]):
                     (self.folder / name).unlink()
                 except OSError as exc:
                     raise Unavailable(f"cannot remove {name}: {exc.strerror}") from exc
+                self._sync_folder()
             self._files.pop(name, None)
 
     def _replace(self, name: str, segments: builtins.list[tuple[bool, str]]) -> None:
-        temporary = self._write_temporary("".join(text for _, text in segments))
+        target = self.folder / name
         try:
-            os.replace(temporary, self.folder / name)
+            like = target.stat()
         except OSError as exc:
-            os.unlink(temporary)
-            raise Unavailable(f"cannot write {name}: {exc.strerror}") from exc
+            raise Unavailable(f"cannot read {name}: {exc.strerror}") from exc
+        temporary = self._write_temporary("".join(text for _, text in segments), like)
+        with _removed_on_failure(temporary, f"cannot write {name}"):
+            os.replace(temporary, target)
         self._files.pop(name, None)
+        self._sync_folder()
 
-    def _write_temporary(self, text: str) -> Path:
+    def _write_temporary(self, text: str, like: os.stat_result | None) -> Path:
+        """A new hidden file in the folder holding `text`, on disk, with the mode and owner
+        of `like` (the file it replaces). Removed again if any step fails."""
+        temporary = self.folder / f".{os.urandom(8).hex()}.tmp"
         try:
-            fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE)
         except OSError as exc:
             raise Unavailable(f"cannot write in {self.folder}: {exc.strerror}") from exc
-        return Path(temporary)
+        with (
+            _removed_on_failure(temporary, f"cannot write in {self.folder}"),
+            os.fdopen(fd, "w", encoding="utf-8", newline="") as handle,
+        ):
+            handle.write(text)
+            handle.flush()
+            if like is not None:
+                self._keep_mode_and_owner(handle.fileno(), like)
+            os.fsync(handle.fileno())
+        return temporary
+
+    def _keep_mode_and_owner(self, fd: int, like: os.stat_result) -> None:
+        mine = os.fstat(fd)
+        if (mine.st_uid, mine.st_gid) != (like.st_uid, like.st_gid):
+            try:
+                os.fchown(fd, like.st_uid, like.st_gid)
+            except PermissionError:
+                # Only root may give a file away. The card is still written (refusing
+                # would stop every edit of it), in its group if we are a member, and the
+                # operator is told who owns it now.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, -1, like.st_gid)
+                event(
+                    "vcard_owner_changed",
+                    logging.WARNING,
+                    source=self.source,
+                    folder=str(self.folder),
+                    owner=like.st_uid,
+                    now=mine.st_uid,
+                )
+        # After chown, which clears set-id bits.
+        os.fchmod(fd, stat.S_IMODE(like.st_mode))
+
+    def _make_folder(self) -> None:
+        if self.folder.is_dir():
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _fsync_directory(self.folder.parent)  # the new folder's own name, durably
+        except OSError as exc:
+            raise Unavailable(f"cannot create {self.folder}: {exc.strerror}") from exc
+
+    def _sync_folder(self) -> None:
+        """Make the rename, link or unlink durable: it lives in the folder, not the file."""
+        try:
+            _fsync_directory(self.folder)
+        except OSError as exc:
+            # The change is in place and visible; only its surviving a power cut is in
+            # doubt. Failing the write would make a retry see our own change as someone
+            # else's (a false conflict), so it is reported, not raised.
+            event(
+                "vcard_folder_sync_failed",
+                logging.WARNING,
+                source=self.source,
+                folder=str(self.folder),
+                error=exc.strerror,
+            )
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temporary: Path, what: str) -> Iterator[None]:
+    """Remove `temporary` if the block fails in any way (an OSError becomes Unavailable):
+    a half-done write leaves nothing behind in the folder."""
+    try:
+        yield
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise Unavailable(f"{what}: {exc.strerror}") from exc
+        raise
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _parse_file(name: str, text: str, stamp: tuple[int, int]) -> _File:
