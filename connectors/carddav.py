@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 
 from connectors import webdav
 from connectors.carddav_settings import CardDavSettings
-from connectors.vcard import card_to_contact, new_card, write_contact
+from connectors.vcard import card_to_contact, for_new_card, new_card, write_contact
 from connectors.vcard_lines import Card, split_cards
 from gateway.connector import (
     AlreadyExists,
@@ -330,7 +330,9 @@ class CardDavConnector(Connector[CardDavSettings]):
     async def create(self, contact: Contact) -> Contact:
         book = (await self.books())[0]
         # Named after the entry_id, as the card's UID is: a retried create finds its twin.
-        name = contact.entry_id or uuid.uuid4().hex.upper()
+        # for_new_card makes it 32 hex digits: a phone's text never becomes a URL path.
+        contact = for_new_card(contact)
+        name = contact.entry_id or os.urandom(16).hex().upper()
         href = book + quote(name, safe="") + ".vcf"
         text = new_card(contact, self.settings.version).text()
         reply = await self._request(
