@@ -4,12 +4,19 @@
 Writes edit the existing card in place (only the mapped properties that changed) and are
 conditional: PUT with If-Match, creates with If-None-Match: * under a name derived from the
 entry_id, DELETE with If-Match.
+
+A weak ETag (`W/"…"`, as a compressing proxy makes of the server's strong one) is never
+sent as If-Match: it can never match strongly, and the write would fail 412 forever. The
+card is read first, uncompressed; if it is no longer the version we were given (weak
+comparison), that is WrongEtag; else the write carries the strong ETag that read returned,
+or, from a server that only gives weak ones, no If-Match (a narrow race, logged).
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -38,6 +45,7 @@ from gateway.connector import (
     decode_token,
     fill_template,
 )
+from gateway.logs import event
 from gateway.model import Contact, UserRef
 
 VCARD_TYPE = "text/vcard; charset=utf-8"
@@ -351,21 +359,16 @@ class CardDavConnector(Connector[CardDavSettings]):
         return await self._stored(href, text, reply)
 
     async def update(self, href: str, contact: Contact, etag: str) -> Contact:
-        reply = await self._request("GET", href)
-        if reply.status == 404:
-            raise NotFound(href)
+        reply = await self._read(href)
         card = write_contact(_one_card(reply.body.decode("utf-8", "replace")), contact)
         text = card.text()
         # The server decides: if the card changed since `etag`, it answers 412 and nothing
-        # is overwritten. (A weak ETag, as a compressing proxy makes, is sent as strong.)
+        # is overwritten.
         put = await self._request(
             "PUT",
             href,
             text.encode(),
-            {
-                "Content-Type": VCARD_TYPE,
-                "If-Match": etag.removeprefix("W/"),
-            },
+            {"Content-Type": VCARD_TYPE, **self._if_match(href, etag, reply)},
         )
         if put.status == 412:
             raise WrongEtag(href)
@@ -375,6 +378,37 @@ class CardDavConnector(Connector[CardDavSettings]):
             raise _status_error(put, f"PUT {href}")
         return await self._stored(href, text, put)
 
+    async def _read(self, href: str) -> _Reply:
+        """The card at `href` as the server has it, with the server's own ETag: asked for
+        uncompressed, since a compressing proxy weakens the ETag of what it compresses."""
+        reply = await self._request("GET", href, headers={"Accept-Encoding": "identity"})
+        if reply.status == 404:
+            raise NotFound(href)
+        if reply.status != 200:
+            raise _status_error(reply, f"GET {href}")
+        return reply
+
+    def _if_match(self, href: str, etag: str, current: _Reply) -> dict[str, str]:
+        """The precondition for writing over `current` (just read) when we were given
+        `etag`. Raises WrongEtag when `current` is not that version."""
+        now = current.headers.get("ETag", "")
+        if not webdav.is_weak(etag):
+            return {"If-Match": etag}
+        if not webdav.weak_match(now, etag):
+            raise WrongEtag(href)
+        if not webdav.is_weak(now):
+            return {"If-Match": now}
+        # Nothing strong to send: a change landing between our read and this write
+        # would be overwritten. Accepted (the window is one round trip), but told.
+        event(
+            "carddav_unconditional_write",
+            logging.WARNING,
+            source=self.source,
+            href=href,
+            reason="the server gives only weak ETags",
+        )
+        return {}
+
     async def _stored(self, href: str, text: str, reply: _Reply) -> Contact:
         etag = reply.headers.get("ETag", "")
         # Servers that change the card (or do not return a strong ETag) are read back.
@@ -383,7 +417,10 @@ class CardDavConnector(Connector[CardDavSettings]):
         return self._contact(href, text, etag)
 
     async def delete(self, href: str, etag: str) -> None:
-        reply = await self._request("DELETE", href, headers={"If-Match": etag.removeprefix("W/")})
+        condition = {"If-Match": etag}
+        if webdav.is_weak(etag):
+            condition = self._if_match(href, etag, await self._read(href))
+        reply = await self._request("DELETE", href, headers=condition)
         if reply.status == 412:
             raise WrongEtag(href)
         if reply.status == 404:

@@ -37,6 +37,16 @@ def as_collection(path: str) -> str:
     return path if path.endswith("/") else path + "/"
 
 
+def is_weak(etag: str) -> bool:
+    return etag.strip().startswith("W/")
+
+
+def weak_match(first: str, second: str) -> bool:
+    """RFC 9110 weak comparison: the same opaque tag, whether either is weak or not."""
+    opaque = [tag.strip().removeprefix("W/") for tag in (first, second)]
+    return bool(opaque[0]) and opaque[0] == opaque[1]
+
+
 @dataclass
 class DavResponse:
     href: str

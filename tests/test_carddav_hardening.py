@@ -1,9 +1,11 @@
 """The carddav connector against hostile phone data and a compressing proxy, on real
-Radicale and Xandikos servers: a phone's entry_id never names a URL outside the book, and
-odd property names and values make cards the servers accept."""
+Radicale and Xandikos servers: a phone's entry_id never names a URL outside the book, odd
+property names and values make cards the servers accept, and weak ETags never loop."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +16,11 @@ import pytest
 from connectors.carddav import CardDavConnector
 from connectors.carddav_settings import CardDavSettings
 from connectors.vcard_lines import clean_text
+from gateway.connector import WrongEtag
 from gateway.model import Contact
 from tests.connector_contract import SAMPLE, listing
-from tests.dav.servers import DavServer
+from tests.dav.proxy import WeakeningProxy
+from tests.dav.servers import DavServer, vcard
 
 BOOK = "/alice/contacts/"
 HEX32_CARD = re.compile(r"[0-9A-F]{32}\.vcf")
@@ -118,3 +122,120 @@ async def test_odd_names_and_values_make_cards_the_server_accepts(book: CardDavC
     again = updated.replace(extra=(), comment="plain")
     await book.update(updated.href, again, updated.etag)
     assert (await book.get(stored.href)).same_content(again)
+
+
+# --- weak ETags are compared weakly and never sent as strong If-Match (issue 12, item 3) ----
+
+
+@pytest.fixture
+async def gzip_proxy(radicale: DavServer) -> AsyncIterator[WeakeningProxy]:
+    proxy = WeakeningProxy(radicale.origin)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+def seed(server: DavServer, name: str = "p1") -> str:
+    href = f"{BOOK}{name}.vcf"
+    server.put_card(href, vcard(name, "Paula", "TEL;TYPE=CELL:+1 555 0100"), "alice")
+    return href
+
+
+def change_on_server(server: DavServer, href: str) -> Any:
+    """A hook: another client edits the card (through its own connection)."""
+
+    async def hook() -> None:
+        text = vcard("p1", "Paula (changed elsewhere)", "TEL;TYPE=CELL:+1 555 0100")
+        await asyncio.to_thread(server.put_card, href, text, "alice")
+
+    return hook
+
+
+async def test_behind_a_compressing_proxy_update_and_delete_succeed(
+    radicale: DavServer, gzip_proxy: WeakeningProxy
+) -> None:
+    href = seed(radicale)
+    instance = connect(gzip_proxy.origin, BOOK, radicale)
+    try:
+        current = await instance.get(href)
+        assert current.etag.startswith('W/"')  # what the proxy does to a gzipped answer
+        updated = await instance.update(
+            href, current.replace(mobile=("+1 555 0199",)), current.etag
+        )
+        assert updated.mobile == ("+1 555 0199",)
+        again = await instance.get(href)
+        assert again.etag.startswith('W/"')
+        await instance.delete(href, again.etag)
+        assert await listing(instance) == {}
+    finally:
+        await instance.close()
+
+
+async def test_a_change_since_the_weak_etag_is_wrong_etag(
+    radicale: DavServer, gzip_proxy: WeakeningProxy
+) -> None:
+    href = seed(radicale)
+    instance = connect(gzip_proxy.origin, BOOK, radicale)
+    try:
+        current = await instance.get(href)
+        await change_on_server(radicale, href)()
+        with pytest.raises(WrongEtag):
+            await instance.update(href, current.replace(comment="lost?"), current.etag)
+        with pytest.raises(WrongEtag):
+            await instance.delete(href, current.etag)
+        assert (await instance.get(href)).display_name == "Paula (changed elsewhere)"
+    finally:
+        await instance.close()
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_a_change_between_read_and_write_is_wrong_etag(
+    radicale: DavServer, gzip_proxy: WeakeningProxy, method: str
+) -> None:
+    """The connector reads the card uncompressed, so the server's strong ETag goes with the
+    write and the server itself refuses it when the card changed in between."""
+    href = seed(radicale)
+    instance = connect(gzip_proxy.origin, BOOK, radicale)
+    try:
+        current = await instance.get(href)
+        gzip_proxy.before[method] = change_on_server(radicale, href)
+        with pytest.raises(WrongEtag):
+            if method == "PUT":
+                await instance.update(href, current.replace(comment="lost?"), current.etag)
+            else:
+                await instance.delete(href, current.etag)
+        assert not gzip_proxy.before  # the change did land in between
+        assert (await instance.get(href)).display_name == "Paula (changed elsewhere)"
+    finally:
+        await instance.close()
+
+
+@pytest.mark.parametrize("operation", ["update", "delete"])
+async def test_a_server_with_only_weak_etags_is_written_without_if_match(
+    radicale: DavServer, caplog: pytest.LogCaptureFixture, operation: str
+) -> None:
+    """Such a server answers any If-Match 412: sending one would fail the change forever."""
+    proxy = WeakeningProxy(radicale.origin, weak_always=True)
+    await proxy.start()
+    href = seed(radicale)
+    instance = connect(proxy.origin, BOOK, radicale)
+    try:
+        (etag,) = (await listing(instance)).values()
+        assert etag.startswith('W/"')
+        current = await instance.get(href)
+        with caplog.at_level(logging.WARNING, logger="xcap_gateway"):
+            if operation == "update":
+                changed = current.replace(comment="new")
+                assert (await instance.update(href, changed, current.etag)).comment == "new"
+            else:
+                await instance.delete(href, current.etag)
+                assert await listing(instance) == {}
+        assert "event=carddav_unconditional_write" in caplog.text
+        # A change since the weak ETag is still seen, by comparing the ETags weakly.
+        if operation == "update":
+            await change_on_server(radicale, href)()
+            with pytest.raises(WrongEtag):
+                await instance.update(href, current.replace(comment="lost?"), current.etag)
+    finally:
+        await instance.close()
+        await proxy.close()
