@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.model import KNOWN_CATEGORIES, Contact, effective_entry_id
 from gateway.numbers import NumberFormat
+from gateway.text import carriable
 
 FieldValue = str | tuple[str, ...]
 
@@ -118,7 +119,20 @@ def contact_to_entry(
         fields[FLAG_FIELD] = extra[FLAG_FIELD]
     for name, value in extra.items():
         fields.setdefault(name, value)
-    return Entry(effective_entry_id(contact), display_name_of(contact), fields)
+    return Entry(
+        effective_entry_id(contact), carriable(display_name_of(contact)), _carriable(fields)
+    )
+
+
+def _carriable(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    """The fields as a phone receives them: without characters no format can carry (so
+    the version recorded as served is what the phone got, and sending it back is no edit)."""
+    clean: dict[str, FieldValue] = {}
+    for name, value in fields.items():
+        shown = tuple(carriable(v) for v in value) if isinstance(value, tuple) else carriable(value)
+        if (name := carriable(name)) and shown:
+            clean.setdefault(name, shown)
+    return clean
 
 
 def _shown_category(contact: Contact, default: str | None) -> str:

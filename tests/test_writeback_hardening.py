@@ -5,6 +5,7 @@ bad change never blocks its source, reloads strand nothing, and a failed COMMIT 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -542,3 +543,34 @@ async def test_strict_etags_compare_entity_tags_not_header_text(
     assert weak.status == 412  # If-Match compares strongly
     listed = await client.put(URL, data=body, headers={**SNOM, "If-Match": f' "old" , {etag} '})
     assert listed.status == 200
+
+
+async def test_a_control_character_upstream_is_no_edit_when_the_phone_sends_it_back(
+    aiohttp_client: ClientFactory,
+    make_config: ConfigFactory,
+    contacts_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    card = contacts_dir / "odd.vcf"
+    card.write_bytes(
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:odd\r\nFN:Odd\x01Name\r\nN:Name;Odd\x0b;;;\r\n"
+        b"NOTE:bell\x07 here\r\nTEL;TYPE=CELL:+1 555 0111\r\nEND:VCARD\r\n"
+    )
+    before = card.read_bytes()
+    caplog.set_level(logging.INFO, logger="xcap_gateway")
+    client = await aiohttp_client(create_app(make_config()))
+    _, entries = await fetch(client, SNOM)
+    odd = by_name(entries)["OddName"]
+    assert odd.fields["given_name"] == "Odd" and odd.fields["comment"] == "bell here"
+    sent = edit(entries, "Anna Müller", comment="only this")
+    assert (await client.put(URL, data=counterpath.render(sent), headers=SNOM)).status == 200
+    await drained(client)
+    # The cleaned text coming back is what the phone was served: no change to write.
+    written = [
+        r.__dict__["fields"].get("href")
+        for r in caplog.records
+        if getattr(r, "event", "") == "updated"
+    ]
+    assert written == ["anna.mueller.vcf"]
+    assert card.read_bytes() == before
+    assert "NOTE:only this" in (contacts_dir / "anna.mueller.vcf").read_text()

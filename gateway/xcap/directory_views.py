@@ -4,6 +4,8 @@ through the same merge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from gateway import keys
@@ -17,8 +19,10 @@ from gateway.xcap.http import (
     accepts_gzip,
     change_node,
     content_type,
+    entity_tags,
     if_match_holds,
     if_none_match_holds,
+    named_etags,
     read_body,
     read_node_response,
 )
@@ -49,7 +53,7 @@ async def document(request: web.Request, key: str, user: UserRef) -> web.StreamR
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT"])
     rendered = await engine.document(key, user)
-    engine.served(key, user, device_of(request), rendered)
+    await engine.served(key, user, device_of(request), rendered)
     return serve(request, rendered)
 
 
@@ -77,14 +81,10 @@ async def _put_document(
     if len(entries) > limit:
         # No phone holds this many (Snom: 1,000); creating them all would flood the source.
         raise XcapConflict("constraint-failure", f"more than {limit} entries")
-    result = await engine.put(
-        key,
-        user,
-        entries,
-        device_of(request),
-        request.headers.get("If-Match"),
-        request.headers.get("If-None-Match"),
-    )
+    if_match = request.headers.get("If-Match")
+    named = None if if_match is None or entity_tags(if_match) is None else named_etags(if_match)
+    precondition = _precondition(request, engine.config.documents[key].strict_etags)
+    result = await engine.put(key, user, entries, device_of(request), named, precondition)
     return web.Response(status=200, headers={"ETag": result.etag})
 
 
@@ -110,5 +110,24 @@ async def node(
     # The changed document goes through the same merge as a phone's whole-document PUT,
     # with the version it was made from as its base.
     entries = counterpath.parse(serialize(root))
-    result = await engine.put(key, user, entries, device_of(request), rendered.etag)
+    result = await engine.put(
+        key, user, entries, device_of(request), [rendered.etag], _precondition(request, strict)
+    )
     return web.Response(status=201 if created else 200, headers={"ETag": result.etag})
+
+
+def _precondition(request: web.Request, strict: bool) -> Callable[[str], None]:
+    """The request's If-Match / If-None-Match, checked by the engine against the version
+    current when it merges (the document may change while the request waits). Merging
+    against the version If-Match names is the default; strict_etags asks for RFC 4825's
+    412 when it is not the current one."""
+    if_match = request.headers.get("If-Match")
+    if_none_match = request.headers.get("If-None-Match")
+
+    def check(current: str) -> None:
+        if strict and not if_match_holds(if_match, current):
+            raise PreconditionFailed("If-Match does not name the current version")
+        if not if_none_match_holds(if_none_match, current):
+            raise PreconditionFailed("If-None-Match names the current version")
+
+    return check

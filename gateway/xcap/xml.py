@@ -3,22 +3,18 @@ and what every writer of XML needs: text XML 1.0 can carry, attribute values quo
 
 from __future__ import annotations
 
-import re
 from xml.parsers import expat
 
 from lxml import etree
 
+from gateway.text import carriable
 from gateway.xcap.errors import not_utf8, not_well_formed
-
-#: What XML 1.0 cannot carry (§2.2 Char): C0 controls but tab, LF and CR; lone surrogates;
-#: U+FFFE and U+FFFF.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def xml_text(text: str) -> str:
     """`text` without the characters XML 1.0 cannot carry, so that one odd upstream value
     cannot make a document unrenderable."""
-    return _NOT_XML.sub("", text)
+    return carriable(text)
 
 
 def quote_attribute(value: str) -> str:
