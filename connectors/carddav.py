@@ -43,9 +43,9 @@ from gateway.connector import (
     Unavailable,
     WrongEtag,
     decode_token,
+    event,
     fill_template,
 )
-from gateway.logs import event
 from gateway.model import Contact, UserRef
 
 VCARD_TYPE = "text/vcard; charset=utf-8"

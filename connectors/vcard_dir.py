@@ -32,8 +32,8 @@ from gateway.connector import (
     NotFound,
     Unavailable,
     WrongEtag,
+    event,
 )
-from gateway.logs import event
 from gateway.model import Contact, UserRef
 
 SUFFIX = ".vcf"

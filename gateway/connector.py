@@ -20,10 +20,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config_types import ConfigPath, Duration, PositiveDuration
+from gateway.logs import event
 from gateway.model import Contact, UserRef, is_one_name
 
 __all__ = [
     "AlreadyExists",
+    "event",
     "Capabilities",
     "Changes",
     "decode_token",
