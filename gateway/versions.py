@@ -170,13 +170,18 @@ class Versions:
                 await asyncio.shield(self._writer)
 
     async def _write_loop(self, store: Store) -> None:
+        done: asyncio.Future[bool] | None = None
         try:
             while self._next_write is not None:
                 done, self._next_write = self._next_write, None
-                ok = await self.flush_soon(store)
-                done.set_result(ok)
+                done.set_result(await self.flush_soon(store))
         finally:
             self._writing = False
+            # Cancelled (the engine stops): nobody may wait for a write that never comes.
+            for waiting in (done, self._next_write):
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(False)
+            self._next_write = None
 
     def flush(self, store: Store) -> bool:
         """Write what changed since the last write (blocking); False when it failed."""
