@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,8 +41,10 @@ class PutResult:
     conflicts: int
 
 
-#: How often poll timestamps are written and old failed changes archived.
+#: How often unwritten served records are retried and old failed changes archived.
 HOUSEKEEPING_SECONDS = 30.0
+#: How often poll times are written (they only age versions out after keep_versions_for).
+POLL_TIMES_SECONDS = 3600.0
 
 
 class Engine:
@@ -76,19 +79,23 @@ class Engine:
         snapshots whose source did not change are served at once. Reloads run one at a
         time; PUTs wait while one swaps the configuration, and changes being applied
         finish first (none is cut off and applied twice)."""
-        async with self._reloading, self._gate.alone():
-            await self.outbox.pause()
-            await self.sources.stop()
-            self.config = config
-            self.sources = Sources(config)
-            self.composer = Composer(self.sources)
-            self.composer.outbox = self.outbox
-            self.sources.metrics = self.metrics
-            self.versions.configure(*_version_limits(config))
+        async with self._reloading:
+            async with self._gate.alone():
+                await self.outbox.pause()
+                await self.sources.stop()
+                self.config = config
+                self.sources = Sources(config)
+                self.composer = Composer(self.sources)
+                self.composer.outbox = self.outbox
+                self.sources.metrics = self.metrics
+                self.versions.configure(*_version_limits(config))
+                if self.store is not None:
+                    self.sources.attach_store(self.store)
+                self.outbox.resume(self.sources, config, self.composer.numbers_for)
+            # Outside the gate: PUTs need not wait for the first syncs (sources sync on
+            # demand, and their stored snapshots serve at once).
             if self.store is not None:
-                self.sources.attach_store(self.store)
                 await self.sources.start(config.server.startup_sync_wait)
-            self.outbox.resume(self.sources, config, self.composer.numbers_for)
 
     def open_store(self) -> Store:
         self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,10 +104,13 @@ class Engine:
         return self.store
 
     async def _housekeeping(self) -> None:
+        poll_times_due = time.monotonic() + POLL_TIMES_SECONDS
         while self.store is not None:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
-                self.versions.touch_all()
+                if time.monotonic() >= poll_times_due:
+                    poll_times_due = time.monotonic() + POLL_TIMES_SECONDS
+                    self.versions.include_poll_times()
                 await self.versions.flush_soon(self.store)
                 await self.outbox.archive_old()
             except Exception as exc:  # a failing database must not end housekeeping
@@ -117,7 +127,7 @@ class Engine:
         await self.sources.stop()
         if self.store is not None:
             await self.versions.idle()
-            self.versions.touch_all()
+            self.versions.include_poll_times()
             self.versions.flush(self.store)
             self.store.close()
 

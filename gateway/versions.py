@@ -58,6 +58,8 @@ class Versions:
         self._forgotten: set[Key] = set()
         #: Histories changed since they were last written.
         self._dirty: set[Key] = set()
+        #: Histories whose poll times moved (written now and then: they only age versions).
+        self._touched: set[Key] = set()
         self._next_write: asyncio.Future[bool] | None = None
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
@@ -76,6 +78,7 @@ class Versions:
         for served in history:
             if served.etag == etag and served.device == device:
                 served.at = now
+                self._touched.add((document, user))
                 if history[-1] is not served:  # back to an older version: newest again
                     history.remove(served)
                     history.append(served)
@@ -208,9 +211,10 @@ class Versions:
         self._saved |= {key for key, _ in batch.versions}
         return True
 
-    def touch_all(self) -> None:
-        """Mark every history for the next flush (the poll timestamps moved)."""
-        self._dirty |= set(self._served)
+    def include_poll_times(self) -> None:
+        """Let the next flush write the poll times that moved too."""
+        self._dirty |= self._touched
+        self._touched = set()
 
     def _take(self) -> _Batch:
         dirty, self._dirty = self._dirty, set()
