@@ -192,11 +192,8 @@ class Versions:
         try:
             self.write(store, batch)
         except Exception as exc:
-            self._give_back(batch)
-            _log_failure(exc)
-            return False
-        self._saved |= {key for key, _ in batch.versions}
-        return True
+            return self._failed(batch, exc)
+        return self._written(batch)
 
     async def flush_soon(self, store: Store) -> bool:
         """`flush`, with the writing in a worker thread. What it writes is taken on the
@@ -205,11 +202,19 @@ class Versions:
         try:
             await asyncio.to_thread(self.write, store, batch)
         except Exception as exc:
-            self._give_back(batch)
-            _log_failure(exc)
-            return False
+            return self._failed(batch, exc)
+        return self._written(batch)
+
+    def _written(self, batch: _Batch) -> bool:
         self._saved |= {key for key, _ in batch.versions}
         return True
+
+    def _failed(self, batch: _Batch, exc: Exception) -> bool:
+        """What was not written goes back for the next write; the failure is logged."""
+        self._dirty |= {(document, user) for document, user, _ in batch.served}
+        self._forgotten |= {key for key in batch.forgotten if key not in self._refs}
+        event("versions_write_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
+        return False
 
     def include_poll_times(self) -> None:
         """Let the next flush write the poll times that moved too."""
@@ -232,10 +237,6 @@ class Versions:
             (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
         ]
         return _Batch(served, versions, sorted(forgotten))
-
-    def _give_back(self, batch: _Batch) -> None:
-        self._dirty |= {(document, user) for document, user, _ in batch.served}
-        self._forgotten |= {key for key in batch.forgotten if key not in self._refs}
 
     @staticmethod
     def write(store: Store, batch: _Batch) -> None:
@@ -283,11 +284,3 @@ class Versions:
             self._saved.discard(key)
             self._forgotten.add(key)
 
-
-def _log_failure(exc: Exception) -> None:
-    event(
-        "versions_write_failed",
-        logging.ERROR,
-        error=type(exc).__name__,
-        detail=str(exc),
-    )

@@ -28,6 +28,7 @@ from gateway.store import FILE_NAME, Store
 from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory, drained, write_config
 from tests.support import free_port, start_gateway, stop_process
+from tests.test_cli import config_text
 from tests.test_writeback import BRIA, SNOM, URL, by_name, edit, fetch
 
 Client = TestClient[web.Request, web.Application]
@@ -133,21 +134,7 @@ async def test_a_gateway_killed_after_a_get_still_knows_what_the_phone_holds(
     """GET -> SIGKILL -> a card added upstream -> restart -> the phone's PUT (an edit,
     without the new card it never saw) keeps the new card."""
     port = free_port()
-    config = write_config(
-        tmp_path,
-        f"""
-[server]
-listen = "127.0.0.1:{port}"
-state_dir = "var"
-[sources.demo]
-type = "vcard-dir"
-path = "{contacts_dir}"
-[documents.tbook]
-name = "tbook.xml"
-sources = ["demo"]
-write_to = "demo"
-""",
-    )
+    config = write_config(tmp_path, config_text(contacts_dir, port))
     url = f"http://127.0.0.1:{port}{URL}"
     log = tmp_path / "serve.log"
 
@@ -430,21 +417,7 @@ async def test_sighups_in_a_row_are_serialized_and_a_put_between_them_lands_once
     tmp_path: Path, contacts_dir: Path
 ) -> None:
     port = free_port()
-    config = write_config(
-        tmp_path,
-        f"""
-[server]
-listen = "127.0.0.1:{port}"
-state_dir = "var"
-[sources.demo]
-type = "vcard-dir"
-path = "{contacts_dir}"
-[documents.tbook]
-name = "tbook.xml"
-sources = ["demo"]
-write_to = "demo"
-""",
-    )
+    config = write_config(tmp_path, config_text(contacts_dir, port))
     url = f"http://127.0.0.1:{port}{URL}"
     log = tmp_path / "serve.log"
     process = start_gateway(config, log)
