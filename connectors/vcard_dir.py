@@ -6,6 +6,11 @@ rest of the file byte for byte, and replace the file atomically and durably: a t
 file in the folder, fsynced, renamed over (or linked to) the card, then the folder fsynced.
 A rewritten file keeps its mode and owner; a new one gets the mode any program's new file
 gets (0666 less the umask), like the cards other tools put in the folder.
+
+A folder that is not there (a dropped mount, a folder moved away during a restore) is
+Unavailable, so changes wait for it: its cards are not "deleted", and a new card is not
+written into a folder made in its place. Only a per-user source creates its own folder,
+with the user's first contact.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import stat
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -126,12 +131,23 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         except UnicodeDecodeError as exc:
             raise Unavailable(f"{path} is not UTF-8 (byte {exc.start}): convert it") from exc
         except FileNotFoundError:
+            self._check_folder()  # no folder is not "no card": that would lose changes
             raise NotFound(name) from None
         except OSError as exc:
             raise Unavailable(f"cannot read {path}: {exc.strerror}") from exc
         parsed = _parse_file(name, text, stamp)
         self._files[name] = parsed
         return parsed
+
+    def _check_folder(self) -> None:
+        """Unavailable unless the folder is there (a missing card in a missing folder may
+        come back with the folder: its changes are retried, not dropped)."""
+        try:
+            is_folder = self.folder.is_dir()
+        except OSError as exc:
+            raise Unavailable(f"cannot read folder {self.folder}: {exc.strerror}") from exc
+        if not is_folder:
+            raise Unavailable(f"folder {self.folder} does not exist")
 
     def _locate(self, href: str) -> tuple[str, _File, int, Card]:
         name = href.split("#", 1)[0]
@@ -163,7 +179,7 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         contact = for_new_card(contact)
         name = f"{contact.entry_id or os.urandom(16).hex().upper()}{SUFFIX}"
         card = new_card(contact, self.version)
-        with self._write_lock:
+        with self._write_lock, self._forgotten_on_failure(name):
             self._make_folder()
             temporary = self._write_temporary(card.text(), like=None)
             try:
@@ -183,10 +199,14 @@ class VcardDirConnector(Connector[VcardDirSettings]):
             name, parsed, index, card = self._locate(href)
             if card.etag() != etag:
                 raise WrongEtag(href)
-            changed = write_contact(card, contact)
-            segments = list(parsed.segments)
-            segments[index] = (True, changed.text())
-            self._replace(name, segments)
+            with self._forgotten_on_failure(name):
+                # A copy: the parsed file stays as it is on disk until the write succeeded.
+                # A write that failed half way must not leave the edit in it, where a
+                # retry would take it for the upstream version and drop the change.
+                changed = write_contact(replace(card, lines=list(card.lines)), contact)
+                segments = list(parsed.segments)
+                segments[index] = (True, changed.text())
+                self._replace(name, segments)
         return self._get(href)
 
     def _delete(self, href: str, etag: str) -> None:
@@ -194,15 +214,16 @@ class VcardDirConnector(Connector[VcardDirSettings]):
             name, parsed, index, card = self._locate(href)
             if card.etag() != etag:
                 raise WrongEtag(href)
-            segments = [s for i, s in enumerate(parsed.segments) if i != index]
-            if any(is_card for is_card, _ in segments):
-                self._replace(name, segments)
-            else:
-                try:
-                    (self.folder / name).unlink()
-                except OSError as exc:
-                    raise Unavailable(f"cannot remove {name}: {exc.strerror}") from exc
-                self._sync_folder()
+            with self._forgotten_on_failure(name):
+                segments = [s for i, s in enumerate(parsed.segments) if i != index]
+                if any(is_card for is_card, _ in segments):
+                    self._replace(name, segments)
+                else:
+                    try:
+                        (self.folder / name).unlink()
+                    except OSError as exc:
+                        raise Unavailable(f"cannot remove {name}: {exc.strerror}") from exc
+                    self._sync_folder()
             self._files.pop(name, None)
 
     def _replace(self, name: str, segments: builtins.list[tuple[bool, str]]) -> None:
@@ -258,7 +279,23 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         # After chown, which clears set-id bits.
         os.fchmod(fd, stat.S_IMODE(like.st_mode))
 
+    @contextlib.contextmanager
+    def _forgotten_on_failure(self, name: str) -> Iterator[None]:
+        """Drop the parsed `name` if the block fails: whatever a failed write left (or
+        half-left) in the folder is read again from disk, never assumed."""
+        try:
+            yield
+        except BaseException:
+            self._files.pop(name, None)
+            raise
+
     def _make_folder(self) -> None:
+        if self.user is None:
+            # A shared source's folder is configured to exist: when it does not, it is
+            # most likely a mount that dropped, and a folder made in its place would be
+            # hidden (with the cards written into it) once the mount is back.
+            self._check_folder()
+            return
         if self.folder.is_dir():
             return
         try:
