@@ -44,10 +44,12 @@ def encode_param(value: str) -> str:
 
 
 def decode_param(value: str) -> str:
-    """The inverse of encode_param. A value that is not in encode_param's form (written
-    before we encoded, like `50%` or `a b`) is returned as it is."""
+    """The inverse of encode_param for text. A value that is not in encode_param's form
+    (written before we encoded, like `50%` or `a b`), or whose octets are not UTF-8 text
+    (`%ED%A0%80` is a lone surrogate, which nothing downstream can store or send), is
+    returned as it is."""
     try:
-        decoded = unquote(value, errors="surrogatepass")
+        decoded = unquote(value, errors="strict")
     except UnicodeDecodeError:
         return value
     return decoded if encode_param(decoded) == value else value

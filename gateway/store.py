@@ -133,7 +133,16 @@ class Snapshot:
 
 
 def encode(contact: Contact) -> str:
-    return json.dumps(dataclasses.asdict(contact), ensure_ascii=False, separators=(",", ":"))
+    """`contact` as JSON text SQLite can store. A lone surrogate (which UTF-8 cannot encode,
+    so SQLite would refuse the whole snapshot) is written as a \\u escape instead, and
+    decode gives it back as it was."""
+    fields = dataclasses.asdict(contact)
+    text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def decode(text: str) -> Contact:

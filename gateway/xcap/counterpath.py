@@ -23,7 +23,10 @@ LIST_NAME = "Contact List"
 
 _RL = f"{{{RL_NS}}}"
 _CP = f"{{{CP_NS}}}"
-_NUMBERED = re.compile(r"^(?P<base>[a-z_]+)#(?P<n>\d+)$")
+#: An extra number: `mobile_number#2`. The index only orders the numbers; more than six
+#: digits (int() refuses 4,300 and more) is not an index a phone writes, and such a name is
+#: kept like any unknown prop.
+_NUMBERED = re.compile(r"^(?P<base>[a-z_]+)#(?P<n>[0-9]{1,6})$")
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 

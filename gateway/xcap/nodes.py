@@ -11,7 +11,14 @@ from xml.parsers import expat
 from lxml import etree
 
 from gateway.xcap.errors import XcapConflict, not_utf8
-from gateway.xcap.selector import Selector, delete_element, no_parent, put_element, select_one
+from gateway.xcap.selector import (
+    Selector,
+    attribute_of,
+    delete_element,
+    no_parent,
+    put_element,
+    select_one,
+)
 from gateway.xcap.xml import element_span, escape_attribute, parse_document, parser, quote_attribute
 
 ELEMENT_TYPE = "application/xcap-el+xml"
@@ -37,7 +44,7 @@ def read_node(root: etree._Element, selector: Selector, source: bytes) -> tuple[
         holder = etree.Element(element.tag, nsmap=element.nsmap)  # type: ignore[arg-type]
         return NAMESPACE_TYPE, etree.tostring(holder, encoding="UTF-8")
     if selector.attribute is not None:
-        value = element.get(selector.attribute)
+        value = attribute_of(element, selector.attribute)
         if value is None:
             raise LookupError("no such attribute")
         return ATTRIBUTE_TYPE, escape_attribute(value).encode()
@@ -63,8 +70,12 @@ def write_node(root: etree._Element, selector: Selector, content_type: str, body
         element = select_one(root, selector)
         if element is None:
             raise no_parent(root, selector)
-        created = element.get(selector.attribute) is None
-        element.set(selector.attribute, attribute_value(body))
+        value = attribute_value(body)
+        created = attribute_of(element, selector.attribute) is None
+        try:
+            element.set(selector.attribute, value)
+        except ValueError as exc:  # a name lxml refuses (parse_selector lets none through)
+            raise XcapConflict("cannot-insert", "XML cannot hold this attribute") from exc
         return created
     if content_type != ELEMENT_TYPE:
         raise WrongType(ELEMENT_TYPE)
@@ -79,7 +90,7 @@ def delete_node(root: etree._Element, selector: Selector) -> None:
         raise NotAllowed("namespace bindings are read-only")
     if selector.attribute is not None:
         element = select_one(root, selector)
-        if element is None or element.get(selector.attribute) is None:
+        if element is None or attribute_of(element, selector.attribute) is None:
             raise LookupError("no such attribute")
         del element.attrib[selector.attribute]
         return

@@ -15,18 +15,27 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
 from gateway.xcap.errors import XcapConflict
+from gateway.xcap.xml import parser, quote_attribute
 
+#: A name as the grammar reads it; whether XML allows it is checked after (_check_name):
+#: Python's \w holds characters no XML name may (U+00B2 "²", U+00BD "½").
+_NCNAME = r"[^\W\d][\w.\-\u00b7\u0300-\u036f\u203f\u2040]*"
+_QNAME = rf"{_NCNAME}(?::{_NCNAME})?"
 _STEP = re.compile(
-    r"""^(?P<name>\*|[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)
-        (?:\[(?P<pos>[1-9]\d*)\])?
-        (?:\[@(?P<att>[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)=(?P<q>["'])(?P<val>.*?)(?P=q)\])?$""",
+    rf"""^(?P<name>\*|{_QNAME})
+        (?:\[(?P<pos>[1-9][0-9]*)\])?
+        (?:\[@(?P<att>{_QNAME})=(?P<q>["'])(?P<val>.*?)(?P=q)\])?$""",
     re.VERBOSE,
 )
-_ATTRIBUTE = re.compile(r"^@(?P<att>[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)$")
+_ATTRIBUTE = re.compile(rf"^@(?P<att>{_QNAME})$")
+#: No document holds a billion siblings: a longer position selects nothing (and int()
+#: refuses strings of more than 4,300 digits).
+MAX_POSITION_DIGITS = 9
 
 
 class BadSelector(Exception):
@@ -65,6 +74,8 @@ def parse_selector(text: str, prefixes: Mapping[str, str], default_ns: str) -> S
         match = _STEP.match(part)
         if match is None:
             raise BadSelector(f"not a step: {part!r}")
+        if match["pos"] and len(match["pos"]) > MAX_POSITION_DIGITS:
+            raise BadSelector(f"position {match['pos'][:20]}… is out of range")
         steps.append(
             Step(
                 None if match["name"] == "*" else _qname(match["name"], prefixes, default_ns),
@@ -98,12 +109,50 @@ def _split(text: str) -> list[str]:
 
 
 def _qname(name: str, prefixes: Mapping[str, str], default_ns: str | None) -> str:
+    """The Clark name of `name`. BadSelector when XML cannot hold it, since no node of a
+    (well-formed) document then has it: a name that is no XML name, or a prefix bound to
+    what is no namespace name libxml2 reads back."""
     prefix, _, local = name.rpartition(":")
+    for part in (prefix, local) if prefix else (local,):
+        if not is_ncname(part):
+            raise BadSelector(f"{part!r} is not an XML name")
     if prefix:
         if prefix not in prefixes:
             raise BadSelector(f"prefix {prefix!r} is not bound by an xmlns() in the query")
+        if not is_namespace(prefixes[prefix]):
+            raise BadSelector(f"prefix {prefix!r} is bound to what is not a namespace name")
         return f"{{{prefixes[prefix]}}}{local}"
     return f"{{{default_ns}}}{local}" if default_ns else local
+
+
+@lru_cache(maxsize=1024)
+def is_ncname(name: str) -> bool:
+    """Whether `name` is an XML name without a colon, as both lxml (building elements and
+    attributes) and libxml2 (reading them back) accept it."""
+    if not name or ":" in name:
+        return False
+    try:
+        etree.QName(None, name)
+        root = etree.fromstring(f"<{name}/>".encode(), parser())
+    except (ValueError, etree.XMLSyntaxError):  # UnicodeEncodeError is a ValueError
+        return False
+    return bool(root.tag == name and not root.attrib)
+
+
+@lru_cache(maxsize=1024)
+def is_namespace(uri: str) -> bool:
+    """Whether `uri` is a namespace name lxml can put on a node and libxml2 reads back from
+    a serialized document (it refuses "urn:x y", "%", "{x", controls, NUL, U+FFFE, ...)."""
+    if not uri or "{" in uri or "}" in uri:  # "}" ends lxml's Clark namespace
+        return False
+    clark = f"{{{uri}}}x"
+    try:
+        etree.QName(uri, "x")
+        etree.Element("a").set(clark, "")
+        root = etree.fromstring(f"<p:x xmlns:p={quote_attribute(uri)}/>".encode(), parser())
+    except (ValueError, etree.XMLSyntaxError):
+        return False
+    return bool(root.tag == clark)
 
 
 def _candidates(parent: etree._Element, step: Step) -> list[etree._Element]:
@@ -113,8 +162,17 @@ def _candidates(parent: etree._Element, step: Step) -> list[etree._Element]:
     if step.position is not None:
         named = named[step.position - 1 : step.position]
     if step.attribute is not None:
-        named = [c for c in named if c.get(step.attribute) == step.value]
+        named = [c for c in named if attribute_of(c, step.attribute) == step.value]
     return named
+
+
+def attribute_of(element: etree._Element, name: str) -> str | None:
+    """The value of attribute `name`; None also when lxml refuses the name (no node of a
+    well-formed document can have it)."""
+    try:
+        return element.get(name)
+    except ValueError:
+        return None
 
 
 def select(root: etree._Element, selector: Selector) -> list[etree._Element]:
@@ -131,7 +189,7 @@ def _candidates_root(root: etree._Element, step: Step) -> bool:
     return (
         (step.tag is None or root.tag == step.tag)
         and step.position in (None, 1)
-        and (step.attribute is None or root.get(step.attribute) == step.value)
+        and (step.attribute is None or attribute_of(root, step.attribute) == step.value)
     )
 
 
@@ -151,7 +209,7 @@ def put_element(root: etree._Element, selector: Selector, new: etree._Element) -
         raise no_parent(root, selector)
     parent = parents[0]
     if (step.tag is not None and new.tag != step.tag) or (
-        step.attribute is not None and new.get(step.attribute) != step.value
+        step.attribute is not None and attribute_of(new, step.attribute) != step.value
     ):
         raise XcapConflict("cannot-insert", "the element does not match the node selector")
     existing = _candidates(parent, step)

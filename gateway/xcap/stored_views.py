@@ -121,15 +121,23 @@ async def node(
             body = await node_body(request)
         created = apply_node_change(request, root, selector, body)
         resourcelists.validate(root)
+        changed = serialize(root, current.body)
+        _reads_back(changed, request.method)
         saved = await asyncio.to_thread(
-            storage.save,
-            store,
-            resourcelists.AUID,
-            owner,
-            path,
-            serialize(root, current.body),
-            current.etag,
+            storage.save, store, resourcelists.AUID, owner, path, changed, current.etag
         )
         return web.Response(status=201 if created else 200, headers={"ETag": saved.etag})
 
     return await _against_current(request, store, owner, path, change)
+
+
+def _reads_back(document: bytes, method: str) -> None:
+    """Refuse to store a document the gateway could not read again: lxml writes what
+    libxml2 will not parse back (a namespace name like "urn:x y"), and one such save would
+    make every later request on the document a 409. RFC 4825 §11 cannot-insert (a GET
+    after the PUT would not give what was put) or cannot-delete."""
+    try:
+        parse_document(document, keep_comments=True)
+    except XcapConflict as exc:
+        condition = "cannot-insert" if method == "PUT" else "cannot-delete"
+        raise XcapConflict(condition, f"the document would not read back: {exc.phrase}") from exc

@@ -65,7 +65,8 @@ def parse_xcap_path(raw_path: str, xcap_root: str) -> XcapPath | None:
         document = segments[2:]
     if not all(document) or any(part in (".", "..") for part in document):
         return None
-    namespaces = {m[1]: unquote(m[2]) for m in _XMLNS.finditer(unquote(query))}
+    # Decoded once: a namespace name may hold "%" ("urn:x%20y" is sent as urn:x%2520y).
+    namespaces = {m[1]: m[2] for m in _XMLNS.finditer(unquote(query))}
     return XcapPath(
         auid,
         scope,
