@@ -6,7 +6,7 @@ import gzip
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.config import DocumentConfig
@@ -43,6 +43,14 @@ class Rendered:
     inputs: tuple[tuple[int, int], ...]
     #: How numbers were shown, so a phone's edit can be mapped back to stored numbers.
     numbers: NumberFormat
+    #: Entries the cap or de-duplication left out (their origins are in `origins` too).
+    hidden: Mapping[str, Entry] = field(default_factory=dict)
+
+    @property
+    def merge_view(self) -> Mapping[str, Entry]:
+        """Every entry of the composition, shown or not: what a phone's PUT merges with
+        (a phone may hold an entry the cap pushed out since)."""
+        return {**self.hidden, **self.entries} if self.hidden else self.entries
 
 
 def etag_of(body: bytes) -> str:
@@ -122,6 +130,7 @@ class Composer:
         origins: dict[str, Origin] = {}
         numbers = self.numbers_for(key)
         seen_keys: set[str] = set()  # dedupe keys of the sources already composed
+        hidden: dict[str, Entry] = {}
         left_out = folded = 0
         # Sources in priority order: duplicates and the cap keep the earlier sources' entries.
         for state in states:
@@ -129,10 +138,15 @@ class Composer:
             for entry, origin in self._source_entries(state, numbers):
                 keys = dedupe_keys(entry, document.dedupe_by)
                 if entry.entry_id in entries or keys & seen_keys:
-                    folded += entry.entry_id not in entries
+                    if entry.entry_id not in entries:
+                        folded += 1
+                        hidden.setdefault(entry.entry_id, entry)
+                        origins.setdefault(entry.entry_id, origin)
                     continue
                 if len(entries) >= document.max_entries:
                     left_out += 1
+                    hidden.setdefault(entry.entry_id, entry)
+                    origins.setdefault(entry.entry_id, origin)
                     continue
                 keys_here |= keys
                 entries[entry.entry_id] = entry
@@ -158,7 +172,14 @@ class Composer:
             folded=folded,
         )
         return Rendered(
-            entries, origins, body, gzip.compress(body, mtime=0), etag_of(body), inputs, numbers
+            entries,
+            origins,
+            body,
+            gzip.compress(body, mtime=0),
+            etag_of(body),
+            inputs,
+            numbers,
+            hidden,
         )
 
 

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.changeset import outbox_items
@@ -63,6 +64,10 @@ class Engine:
         #: PUTs hold it shared; a reload holds it alone, so no PUT straddles two configs.
         self._gate = Gate()
         self._reloading = asyncio.Lock()
+        #: One PUT at a time per (document, user); locks go when nobody holds them.
+        self._put_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def start(self) -> None:
         """Open the state database, take up pending changes and start syncing (render and
@@ -151,17 +156,25 @@ class Engine:
         device: str = "",
         if_match: Sequence[str] | None = None,
         precondition: Callable[[str], None] | None = None,
+        base: Mapping[str, Entry] | None = None,
     ) -> PutResult:
         """Merge a phone's whole document and commit what it changed to the outbox.
 
         `if_match`: the strong entity-tags If-Match names (None: no If-Match, or "*"),
         the versions the phone says it edited. `precondition` is called with the current
         version's ETag and raises PreconditionFailed when the request's must not proceed.
+        `base`: the version the body was made from, when the caller knows it (an element
+        or attribute operation on the document as it is now).
+        PUTs of one user's document are merged one at a time, so each sees the changes
+        of the one before (pending or applied) and its preconditions hold for what it
+        commits.
         The answer's ETag names what the device now holds, its own body: the merged
         document's ETag when that is exactly what it sent, else another one, so its next
         poll fetches what the merge added or reverted."""
         async with self._gate.shared():
-            return await self._put(key, user, theirs, device, if_match, precondition)
+            lock = self._put_locks.setdefault((key, user.xui), asyncio.Lock())
+            async with lock:
+                return await self._put(key, user, theirs, device, if_match, precondition, base)
 
     async def _put(
         self,
@@ -171,6 +184,7 @@ class Engine:
         device: str,
         if_match: Sequence[str] | None,
         precondition: Callable[[str], None] | None,
+        known_base: Mapping[str, Entry] | None,
     ) -> PutResult:
         if key not in self.config.documents:
             raise DocumentGone(key)
@@ -178,9 +192,14 @@ class Engine:
         ours = await self.document(key, user)
         if precondition is not None:
             precondition(ours.etag)
-        theirs = with_entry_ids(theirs)
-        base = self.versions.base_for(key, user.xui, device, if_match)
-        plan = merge(base, theirs, ours.entries, document.conflict_policy)
+        known = known_base or self.versions.held_by(key, user.xui, device)
+        theirs = with_entry_ids(theirs, known=known)
+        base = known_base
+        if base is None:
+            base = self.versions.base_for(key, user.xui, device, if_match, theirs)
+        # Entries the cap or de-duplication keep out of the document are still there:
+        # an edit of one the phone holds is an edit, not a resurrection.
+        plan = merge(base, theirs, ours.merge_view, document.conflict_policy)
         if plan.conflicts:
             self.metrics.conflicts.labels(key).inc(len(plan.conflicts))
         for conflict in plan.conflicts:
@@ -211,7 +230,13 @@ class Engine:
             user=user.xui,
             device=device or None,
             entries=len(theirs),
-            base=("if-match" if if_match else "served") if base is not None else "unknown",
+            base=(
+                "given"
+                if known_base is not None
+                else ("if-match" if if_match else "served")
+                if base is not None
+                else "unknown"
+            ),
             queued=len(items),
             ignored=ignored,
             conflicts=len(plan.conflicts),

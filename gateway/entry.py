@@ -168,9 +168,7 @@ def apply_entry(
         elif name in TEXT_FIELDS:
             changes[TEXT_FIELDS[name]] = new
         elif name == "email_address":
-            # Only the first address is shown: replace it, or put a new one first.
-            rest = contact.emails[1:] if old else contact.emails
-            changes["emails"] = ((str(new),) if new else ()) + rest
+            changes["emails"] = _apply_email(contact.emails, str(old), str(new))
         elif name in NUMBER_FIELDS:
             attr = NUMBER_FIELDS[name]
             view = AS_STORED if attr == "sip" else numbers
@@ -209,10 +207,20 @@ def _apply_numbers(
     return tuple(kept + added)
 
 
+def _apply_email(stored: tuple[str, ...], before: str, after: str) -> tuple[str, ...]:
+    """Only the first address is shown: the one the phone replaced (or cleared) goes, by
+    value, and the new one comes first. By value, so applying it twice changes nothing
+    more (an address the phone never saw is never the one removed)."""
+    rest = tuple(e for e in stored if e.lower() not in (before.lower(), after.lower()))
+    return ((after,) if after else ()) + rest
+
+
 def _apply_category(
     stored: tuple[str, ...], before: str, after: str, default: str | None
 ) -> tuple[str, ...]:
     lowered = [c.lower() for c in stored]
+    if after and after.lower() in lowered and not (before and before.lower() in lowered):
+        return stored  # already there (a change applied again)
     if before and before.lower() in lowered:
         index = lowered.index(before.lower())
         rest = stored[:index] + stored[index + 1 :]

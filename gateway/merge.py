@@ -70,20 +70,38 @@ def new_entry_id() -> str:
 
 
 def with_entry_ids(
-    theirs: Sequence[Entry], make_id: Callable[[], str] = new_entry_id
+    theirs: Sequence[Entry],
+    make_id: Callable[[], str] = new_entry_id,
+    known: Mapping[str, Entry] | None = None,
 ) -> list[Entry]:
     """The phone's entries, each with a unique entry_id of 32 upper-case hex digits: an
     entry without one, with anything else (the phone's text is data, never a name), or
-    repeating an earlier one, is a new entry and gets a fresh id (never dropped)."""
+    repeating an earlier one, is a new entry and gets a fresh id (never dropped).
+
+    An entry the phone made and sent before, which we recorded under the id we gave it
+    (`known`: the phone's base), is sent again without that id until the phone fetches:
+    such an entry, equal in everything but the id, takes its recorded id back instead of
+    being created twice."""
+    claimed = {e.entry_id.upper() for e in theirs if is_entry_id(e.entry_id.upper())}
+    unclaimed = [entry for entry_id, entry in (known or {}).items() if entry_id not in claimed]
     seen: set[str] = set()
     result = []
     for entry in theirs:
         entry_id = entry.entry_id.upper()
         if not is_entry_id(entry_id) or entry_id in seen:
-            entry_id = make_id()
+            twin = next((e for e in unclaimed if _same_but_id(e, entry)), None)
+            if twin is not None:
+                unclaimed.remove(twin)
+                entry_id = twin.entry_id
+            else:
+                entry_id = make_id()
         seen.add(entry_id)
         result.append(replace(entry, entry_id=entry_id))
     return result
+
+
+def _same_but_id(one: Entry, other: Entry) -> bool:
+    return one.display_name == other.display_name and dict(one.fields) == dict(other.fields)
 
 
 def is_entry_id(text: str) -> bool:

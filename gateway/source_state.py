@@ -59,6 +59,7 @@ class SourceState:
         self.accept_shrink = False
         self.metrics: Metrics | None = None
         self.loaded = False
+        self._unsaved = False
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
 
@@ -168,6 +169,7 @@ class SourceState:
                 await self._persist([], [])
             return False
         old = self.contacts
+        _keep_phone_ids(contacts, old)
         upserts = [c for href, c in contacts.items() if old.get(href) != c]
         deletes = [href for href in old if href not in contacts]
         added = sum(1 for c in upserts if c.href not in old)
@@ -191,7 +193,15 @@ class SourceState:
         return True
 
     async def _persist(self, upserts: list[Contact], deletes: list[str]) -> None:
-        if self.store is not None:
+        """Write the change to the store. A failing store (a full disk) is logged, not
+        raised: the contacts in memory are right and keep being served; after a restart
+        the older snapshot is served and the next sync catches up."""
+        if self.store is None:
+            return
+        # After a failed save the stored snapshot misses a change its token has passed:
+        # the next save writes the whole snapshot.
+        whole = dict(self.contacts) if self._unsaved else None
+        try:
             await asyncio.to_thread(
                 self.store.save,
                 self.name,
@@ -201,6 +211,19 @@ class SourceState:
                 self.synced_at,
                 upserts,
                 deletes,
+                whole,
+            )
+            self._unsaved = False
+        except Exception as exc:
+            self._unsaved = True
+            self.last_error = f"cannot save the snapshot: {exc}"
+            event(
+                "snapshot_save_failed",
+                logging.ERROR,
+                source=self.name,
+                user=self._xui,
+                error=type(exc).__name__,
+                detail=str(exc),
             )
 
     async def _pull_listing(self) -> dict[str, Contact]:
@@ -243,6 +266,9 @@ class SourceState:
 
     async def stored(self, contact: Contact) -> None:
         """Take a contact just written upstream into the snapshot (and the store)."""
+        previous = self.contacts.get(contact.href)
+        if not contact.entry_id and previous is not None and previous.uid == contact.uid:
+            contact = contact.replace(entry_id=previous.entry_id)  # see _keep_phone_ids
         self.contacts[contact.href] = contact
         self.version += 1
         await self._persist([contact], [])
@@ -255,3 +281,15 @@ class SourceState:
     @property
     def _xui(self) -> str | None:
         return self.user.xui if self.user else None
+
+
+def _keep_phone_ids(contacts: dict[str, Contact], old: dict[str, Contact]) -> None:
+    """A contact created from a phone keeps the phone's entry_id even where the upstream
+    cannot store it (LDAP without entry_id_attribute): a sync that reads it back without
+    one takes it over by uid, so the phone's entry does not turn into another."""
+    phone_ids = {c.uid: c.entry_id for c in old.values() if c.entry_id}
+    if not phone_ids:
+        return
+    for href, contact in contacts.items():
+        if not contact.entry_id and (entry_id := phone_ids.get(contact.uid)):
+            contacts[href] = contact.replace(entry_id=entry_id)

@@ -22,11 +22,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.entry import Entry, entry_from_json, entry_to_json
+from gateway.entry import Entry, changed_fields, entry_from_json, entry_to_json
 from gateway.logs import event
 from gateway.store import Store
 
 Entries = Mapping[str, Entry]
+#: Devices per user and document whose versions are kept (the most recently served).
+MAX_DEVICES = 50
 Key = tuple[str, str]  # (document, user) or (document, etag)
 
 
@@ -75,11 +77,12 @@ class Versions:
         news (the device held another version), i.e. something to write durably."""
         history = self._served.setdefault((document, user), [])
         now = time.time()
-        for served in history:
-            if served.etag == etag and served.device == device:
+        mine = [s for s in history if s.device == device]
+        for served in mine:
+            if served.etag == etag:
                 served.at = now
                 self._touched.add((document, user))
-                if history[-1] is not served:  # back to an older version: newest again
+                if mine[-1] is not served:  # back to an older version: newest again
                     history.remove(served)
                     history.append(served)
                     self._dirty.add((document, user))
@@ -108,12 +111,20 @@ class Versions:
             await self._write_soon(store)
 
     def _trim(self, document: str, history: list[Served]) -> None:
+        """Per device, its last `keep` versions younger than `keep_for`; per user, the
+        MAX_DEVICES devices served most recently (a shared account's many phones must not
+        push each other's bases out)."""
         oldest = time.time() - self.keep_for.get(document, 30 * 86400)
-        kept = [s for s in history if s.at >= oldest][-self.keep.get(document, 5) :]
-        kept_ids = {id(s) for s in kept}
+        keep = self.keep.get(document, 5)
+        by_device: dict[str, list[Served]] = {}
+        for served in history:
+            if served.at >= oldest:
+                by_device.setdefault(served.device, []).append(served)
+        recent = sorted(by_device, key=lambda device: by_device[device][-1].at)[-MAX_DEVICES:]
+        kept_ids = {id(s) for device in recent for s in by_device[device][-keep:]}
         for dropped in [s for s in history if id(s) not in kept_ids]:
             self._release((document, dropped.etag))
-        history[:] = kept
+        history[:] = [s for s in history if id(s) in kept_ids]
 
     def _release(self, version: Key) -> None:
         self._refs[version] -= 1
@@ -127,12 +138,20 @@ class Versions:
     # --- choosing a base ----------------------------------------------------------------
 
     def base_for(
-        self, document: str, user: str, device: str, if_match: Sequence[str] | None
+        self,
+        document: str,
+        user: str,
+        device: str,
+        if_match: Sequence[str] | None,
+        theirs: Sequence[Entry] = (),
     ) -> Entries | None:
         """The version the phone edited: the one If-Match names (among those served to
-        this user; `if_match` None: no If-Match, or "*"), else the newest served to this
-        device. None when it cannot be named (nothing served to this device, or an ETag
-        never issued or no longer kept): the merge then deletes nothing."""
+        this user; `if_match` None: no If-Match, or "*"), else of the versions served to
+        this device the one the body matches best (a GET whose answer never arrived, or
+        two phones behind one address, must not make a newer version the base: its new
+        entries would read as deleted). None when it cannot be named (nothing served to
+        this device, or an ETag never issued or no longer kept): the merge then deletes
+        nothing."""
         history = self._served.get((document, user), [])
         if if_match is not None:
             named = {s.etag for s in history}
@@ -140,10 +159,25 @@ class Versions:
                 if etag in named and (found := self._contents.get((document, etag))) is not None:
                     return found
             return None
-        for served in reversed(history):
+        mine = [
+            found
+            for s in history
+            if s.device == device and (found := self._contents.get((document, s.etag)))
+        ]
+        if not mine:
+            return None
+        # Most entries sent back exactly; then fewest the body lacks; then the newest.
+        ranked = [(_fit(version, theirs), index) for index, version in enumerate(mine)]
+        return mine[max(ranked)[1]]
+
+    def held_by(self, document: str, user: str, device: str) -> dict[str, Entry]:
+        """Every entry of the versions this device holds or held (newest wins): where an
+        entry the phone sent without its id finds the id it was given."""
+        held: dict[str, Entry] = {}
+        for served in self._served.get((document, user), []):
             if served.device == device:
-                return self._contents.get((document, served.etag))
-        return None
+                held.update(self._contents.get((document, served.etag), {}))
+        return held
 
     def served_counts(self) -> dict[str, int]:
         """Per document, how many users were served it."""
@@ -284,3 +318,15 @@ class Versions:
             self._saved.discard(key)
             self._forgotten.add(key)
 
+
+
+def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int]:
+    """(entries of the body the version has exactly, minus the version's entries the body
+    lacks): how well a version explains a phone's body."""
+    ids = {entry.entry_id for entry in theirs}
+    same = sum(
+        1
+        for entry in theirs
+        if (seen := version.get(entry.entry_id)) is not None and not changed_fields(seen, entry)
+    )
+    return same, -sum(1 for entry_id in version if entry_id not in ids)

@@ -85,7 +85,8 @@ async def create(
         except AlreadyExists:
             event("create_exists", **context, source=state.name)
             return "applied"
-        await state.stored(stored)
+        # The phone's id stays the entry's id, also where the upstream cannot keep it.
+        await state.stored(stored if stored.entry_id else stored.replace(entry_id=entry.entry_id))
     event("created", **context, source=state.name, href=stored.href)
     return "applied"
 

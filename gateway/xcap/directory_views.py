@@ -53,7 +53,8 @@ async def document(request: web.Request, key: str, user: UserRef) -> web.StreamR
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT"])
     rendered = await engine.document(key, user)
-    await engine.served(key, user, device_of(request), rendered)
+    if request.method == "GET":  # a HEAD delivers no document: the device holds none
+        await engine.served(key, user, device_of(request), rendered)
     return serve(request, rendered)
 
 
@@ -111,7 +112,12 @@ async def node(
     # with the version it was made from as its base.
     entries = counterpath.parse(serialize(root))
     result = await engine.put(
-        key, user, entries, device_of(request), [rendered.etag], _precondition(request, strict)
+        key,
+        user,
+        entries,
+        device_of(request),
+        precondition=_precondition(request, strict),
+        base=rendered.entries,  # the operation was made on the document as it is now
     )
     return web.Response(status=201 if created else 200, headers={"ETag": result.etag})
 
