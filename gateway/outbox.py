@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from gateway import outbox_rows
 from gateway.config import Config
@@ -31,7 +31,7 @@ from gateway.numbers import NumberFormat
 from gateway.outbox_rows import Item, Kind
 from gateway.store import Store
 from gateway.sync import Sources
-from gateway.writeback import apply_change
+from gateway.writeback import apply_change, create
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -315,16 +315,27 @@ class Outbox:
             self._conflicted,
         )
         if outcome == "gone" and item.kind == "update":
-            item.error = "the entry was deleted upstream before the change could be applied"
-            event(
-                "write_failed",
-                logging.WARNING,
-                **item.context(),
-                source=item.source,
-                detail=item.error,
-            )
-            return "failed"
+            return await self._edited_but_deleted(item, user)
         return outcome
+
+    async def _edited_but_deleted(self, item: Item, user: UserRef) -> str:
+        """The phone edited an entry deleted upstream before the edit could be applied:
+        the same conflict the merge settles when it sees the delete first. phone-wins
+        creates it again, with the edit, where the document's new entries go;
+        upstream-wins lets the delete stand. Both are logged."""
+        assert item.after is not None
+        document = self.config.documents[item.document]
+        phone_wins = document.conflict_policy == "phone-wins"
+        target = document.write_to if phone_wins else None
+        winner: Literal["phone", "upstream"] = "phone" if target else "upstream"
+        self._conflicted(item, Conflict(item.entry_id, "*", "edited", "deleted", winner))
+        if target is None:
+            return "unchanged"
+        state = self.sources.state(target, UserRef(item.user))
+        await self.sources.ready(state)
+        if not state.has_data:
+            raise Unavailable(state.last_error or "the source has no data yet")
+        return await create(state, item.after, self.numbers_for(item.document), item.context())
 
     def _conflicted(self, item: Item, conflict: Conflict) -> None:
         if self.metrics is not None:

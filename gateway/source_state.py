@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config import SourceConfig
 from gateway.connector import Connector, ConnectorError, InvalidToken
 from gateway.logs import event
-from gateway.model import Contact, UserRef
+from gateway.model import Contact, UserRef, effective_entry_id
 from gateway.store import Store
 
 if TYPE_CHECKING:
@@ -60,8 +60,18 @@ class SourceState:
         self.metrics: Metrics | None = None
         self.loaded = False
         self._unsaved = False
+        self._ids: dict[str, str] = {}
+        self._ids_version = -1
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
+
+    def href_of(self, entry_id: str) -> str | None:
+        """The href of the contact phones know as `entry_id` (a stored phone id, or the
+        one derived from the uid); the index is rebuilt once per change of the contacts."""
+        if self._ids_version != self.version:
+            self._ids = {effective_entry_id(c): href for href, c in self.contacts.items()}
+            self._ids_version = self.version
+        return self._ids.get(entry_id)
 
     @property
     def user(self) -> UserRef | None:

@@ -162,11 +162,12 @@ class Versions:
         mine = [
             found
             for s in history
-            if s.device == device and (found := self._contents.get((document, s.etag)))
+            if s.device == device and (found := self._contents.get((document, s.etag))) is not None
         ]
         if not mine:
             return None
-        # Most entries sent back exactly; then fewest the body lacks; then the newest.
+        # Most of the body's entries; then most sent back exactly; then fewest the body
+        # lacks; then the newest.
         ranked = [(_fit(version, theirs), index) for index, version in enumerate(mine)]
         return mine[max(ranked)[1]]
 
@@ -319,14 +320,14 @@ class Versions:
             self._forgotten.add(key)
 
 
-
-def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int]:
-    """(entries of the body the version has exactly, minus the version's entries the body
-    lacks): how well a version explains a phone's body."""
+def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int, int]:
+    """How well a version explains a phone's body: how many of the body's entries it has
+    (edited or not: an entry only a newer version has shows the phone holds that one),
+    then how many exactly, then minus how many of its entries the body lacks."""
     ids = {entry.entry_id for entry in theirs}
-    same = sum(
-        1
-        for entry in theirs
-        if (seen := version.get(entry.entry_id)) is not None and not changed_fields(seen, entry)
-    )
-    return same, -sum(1 for entry_id in version if entry_id not in ids)
+    present = exact = 0
+    for entry in theirs:
+        if (seen := version.get(entry.entry_id)) is not None:
+            present += 1
+            exact += not changed_fields(seen, entry)
+    return present, exact, -sum(1 for entry_id in version if entry_id not in ids)

@@ -23,7 +23,7 @@ from gateway.connector import AlreadyExists, NotFound, WrongEtag
 from gateway.entry import Entry, apply_entry, changed_fields, contact_to_entry
 from gateway.logs import event
 from gateway.merge import Conflict, Policy, rebase
-from gateway.model import Contact, effective_entry_id
+from gateway.model import Contact
 from gateway.numbers import NumberFormat
 from gateway.outbox_rows import Item
 from gateway.source_state import SourceState
@@ -54,24 +54,31 @@ async def apply_change(
 
 def find_href(state: SourceState, href: str, entry_id: str) -> str | None:
     """Where the entry is now: its href, or (for one created from a phone, whose href was
-    not known when the change was queued) the contact carrying its entry_id."""
+    not known when the change was queued, or one moved upstream: an LDAP rename keeps the
+    uid) the contact phones know by its entry_id."""
     if href and href in state.contacts:
         return href
-    if not href:
-        # Queued as a create: only a contact that stored the phone's entry_id can be it,
-        # a plain string comparison (no hashing of every contact on each create).
-        return next((c.href for c in state.contacts.values() if c.entry_id.upper() == entry_id), None)
-    # Moved upstream (an LDAP rename keeps the uid, so the derived entry_id).
-    return next(
-        (c.href for c in state.contacts.values() if effective_entry_id(c) == entry_id), None
-    )
+    return state.href_of(entry_id)
 
 
 async def create(
     state: SourceState, entry: Entry, numbers: NumberFormat, context: dict[str, str]
 ) -> Outcome:
-    if find_href(state, "", entry.entry_id) is not None:
-        return "applied"  # landed before a restart
+    if (found := find_href(state, "", entry.entry_id)) is not None:
+        # Landed before a restart (then nothing is left to change), or a phone re-created
+        # an entry whose delete was refused meanwhile: its fields go onto that one entry.
+        current = state.contacts[found]
+        wanted = apply_entry(current, None, entry, state.config.category, numbers)
+        if wanted.same_content(current):
+            return "applied"
+        async with state.lock:
+            try:
+                await state.stored(await state.connector.update(found, wanted, current.etag))
+            except (WrongEtag, NotFound):
+                await _reread(state, found)
+                return "retry"
+        event("updated", **context, source=state.name, href=found)
+        return "applied"
     contact = apply_entry(
         Contact(uid="", source=state.name, entry_id=entry.entry_id),
         None,
@@ -124,10 +131,7 @@ async def update(
                 stored = await state.connector.update(found, wanted, current.etag)
             except WrongEtag:
                 # Changed upstream between our read and the write: read it again.
-                try:
-                    await state.stored(await state.connector.get(found))
-                except NotFound:
-                    await state.removed(found)
+                await _reread(state, found)
                 continue
             except NotFound:
                 await state.removed(found)
@@ -173,3 +177,11 @@ async def delete(
         await state.removed(found)
     event("deleted", **context, source=state.name, href=found)
     return "applied"
+
+
+async def _reread(state: SourceState, href: str) -> None:
+    """Take the contact at `href` as it is upstream now (gone, if it is)."""
+    try:
+        await state.stored(await state.connector.get(href))
+    except NotFound:
+        await state.removed(href)
