@@ -192,8 +192,11 @@ class Engine:
         ours = await self.document(key, user)
         if precondition is not None:
             precondition(ours.etag)
-        known = known_base or self.versions.held_by(key, user.xui, device)
-        theirs = with_entry_ids(theirs, known=known)
+        # Ids the phone may send without (an entry it made, sent again before it fetched):
+        # only of entries that still exist, so one re-entered after a delete is new.
+        current = ours.merge_view
+        held = known_base or self.versions.held_by(key, user.xui, device)
+        theirs = with_entry_ids(theirs, known={i: e for i, e in held.items() if i in current})
         base = known_base
         if base is None:
             base = self.versions.base_for(key, user.xui, device, if_match, theirs)
@@ -223,7 +226,9 @@ class Engine:
             etag, holds = merged.etag, merged.entries
         else:
             etag, holds = etag_of(render_entries(held)), held
-        await self.versions.record_durably(self.store, key, user.xui, device, etag, holds)
+        await self.versions.record_durably(
+            self.store, key, user.xui, device, etag, holds, sent=True
+        )
         event(
             "put",
             document=key,

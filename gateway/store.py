@@ -121,6 +121,8 @@ MIGRATIONS: list[str] = [
         ]
     )
     + ";",
+    # 6: which served versions a device sent itself (a PUT body: surely held).
+    "ALTER TABLE served ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;",
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 

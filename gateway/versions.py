@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.entry import Entry, changed_fields, entry_from_json, entry_to_json
+from gateway.entry import Entry, entry_from_json, entry_to_json
 from gateway.logs import event
 from gateway.store import Store
 
@@ -34,7 +34,7 @@ Key = tuple[str, str]  # (document, user) or (document, etag)
 
 @dataclass(frozen=True)
 class _Batch:
-    served: list[tuple[str, str, list[tuple[str, str, float]]]]
+    served: list[tuple[str, str, list[tuple[str, str, float, bool]]]]
     versions: list[tuple[Key, Entries]]
     forgotten: list[Key]
 
@@ -44,6 +44,8 @@ class Served:
     etag: str
     device: str
     at: float
+    #: The device sent this version itself (a PUT body): it surely holds it.
+    sent: bool = False
 
 
 class Versions:
@@ -72,9 +74,18 @@ class Versions:
 
     # --- recording ----------------------------------------------------------------------
 
-    def record(self, document: str, user: str, device: str, etag: str, entries: Entries) -> bool:
-        """`device` of `user` now holds version `etag` of `document`. True when that is
-        news (the device held another version), i.e. something to write durably."""
+    def record(
+        self,
+        document: str,
+        user: str,
+        device: str,
+        etag: str,
+        entries: Entries,
+        sent: bool = False,
+    ) -> bool:
+        """`device` of `user` now holds version `etag` of `document` (`sent`: the body of
+        its PUT). True when that is news (the device held another version), i.e.
+        something to write durably."""
         history = self._served.setdefault((document, user), [])
         now = time.time()
         mine = [s for s in history if s.device == device]
@@ -82,14 +93,17 @@ class Versions:
             if served.etag == etag:
                 served.at = now
                 self._touched.add((document, user))
+                if sent and not served.sent:
+                    served.sent = True
+                    self._dirty.add((document, user))
                 if mine[-1] is not served:  # back to an older version: newest again
                     history.remove(served)
                     history.append(served)
                     self._dirty.add((document, user))
                     return True
-                return False
+                return (document, user) in self._dirty
         self._contents.setdefault((document, etag), entries)
-        history.append(Served(etag, device, now))
+        history.append(Served(etag, device, now, sent))
         self._refs[(document, etag)] += 1
         self._trim(document, history)
         self._dirty.add((document, user))
@@ -103,11 +117,12 @@ class Versions:
         device: str,
         etag: str,
         entries: Entries,
+        sent: bool = False,
     ) -> None:
         """`record`, and when it is news, written before returning. A failing database is
         logged, not raised: the phone is served all the same, and a PUT without a known
         base deletes nothing."""
-        if self.record(document, user, device, etag, entries) and store is not None:
+        if self.record(document, user, device, etag, entries, sent) and store is not None:
             await self._write_soon(store)
 
     def _trim(self, document: str, history: list[Served]) -> None:
@@ -159,17 +174,19 @@ class Versions:
                 if etag in named and (found := self._contents.get((document, etag))) is not None:
                     return found
             return None
-        mine = [
-            found
-            for s in history
-            if s.device == device and (found := self._contents.get((document, s.etag))) is not None
-        ]
+        served = [s for s in history if s.device == device and (document, s.etag) in self._contents]
+        # What the device sent itself it surely held; only what it was served since is in
+        # doubt (an answer may have been lost on the way).
+        sent = [index for index, s in enumerate(served) if s.sent]
+        mine = [self._contents[(document, s.etag)] for s in served[sent[-1] if sent else 0 :]]
         if not mine:
             return None
-        # Most of the body's entries; then most sent back exactly; then fewest the body
-        # lacks; then the newest.
-        ranked = [(_fit(version, theirs), index) for index, version in enumerate(mine)]
-        return mine[max(ranked)[1]]
+        # Most of the body's entries (an entry only a newer version has shows the phone got
+        # that one); then fewest the body lacks; then the oldest. Taking a version older
+        # than the phone's costs at most a delete not carried out; a newer one would read
+        # its new entries as deleted and its stale fields as edits.
+        best = max(range(len(mine)), key=lambda index: (*_fit(mine[index], theirs), -index))
+        return mine[best]
 
     def held_by(self, document: str, user: str, device: str) -> dict[str, Entry]:
         """Every entry of the versions this device holds or held (newest wins): where an
@@ -263,11 +280,11 @@ class Versions:
             (
                 document,
                 user,
-                [(s.device, s.etag, s.at) for s in self._served.get((document, user), [])],
+                [(s.device, s.etag, s.at, s.sent) for s in self._served.get((document, user), [])],
             )
             for document, user in dirty
         ]
-        wanted = {(document, etag) for document, _, rows in served for _, etag, _ in rows}
+        wanted = {(document, row[1]) for document, _, rows in served for row in rows}
         versions = [
             (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
         ]
@@ -280,9 +297,9 @@ class Versions:
             for document, user, rows in batch.served:
                 db.execute("DELETE FROM served WHERE document=? AND user=?", (document, user))
                 db.executemany(
-                    "INSERT OR REPLACE INTO served (document, user, device, etag, served_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(document, user, device, etag, at) for device, etag, at in rows],
+                    "INSERT OR REPLACE INTO served (document, user, device, etag, served_at,"
+                    " sent) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(document, user, *row) for row in rows],
                 )
             for (document, etag), entries in batch.versions:
                 db.execute(
@@ -304,15 +321,18 @@ class Versions:
     def load(self, store: Store) -> None:
         with store.transaction() as db:
             rows = db.execute(
-                "SELECT document, user, device, etag, served_at FROM served ORDER BY served_at"
+                "SELECT document, user, device, etag, served_at, sent FROM served"
+                " ORDER BY served_at"
             ).fetchall()
             contents = db.execute("SELECT document, etag, entries FROM versions").fetchall()
         for document, etag, text in contents:
             entries = [entry_from_json(item) for item in json.loads(text)]
             self._contents[(document, etag)] = {e.entry_id: e for e in entries}
             self._saved.add((document, etag))
-        for document, user, device, etag, at in rows:
-            self._served.setdefault((document, user), []).append(Served(etag, device, at))
+        for document, user, device, etag, at, sent in rows:
+            self._served.setdefault((document, user), []).append(
+                Served(etag, device, at, bool(sent))
+            )
             self._refs[(document, etag)] += 1
         for key in [key for key in self._contents if key not in self._refs]:
             del self._contents[key]
@@ -320,14 +340,9 @@ class Versions:
             self._forgotten.add(key)
 
 
-def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int, int]:
-    """How well a version explains a phone's body: how many of the body's entries it has
-    (edited or not: an entry only a newer version has shows the phone holds that one),
-    then how many exactly, then minus how many of its entries the body lacks."""
+def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int]:
+    """How well a version explains a phone's body: how many of the body's entries it has,
+    then minus how many of its entries the body lacks."""
     ids = {entry.entry_id for entry in theirs}
-    present = exact = 0
-    for entry in theirs:
-        if (seen := version.get(entry.entry_id)) is not None:
-            present += 1
-            exact += not changed_fields(seen, entry)
-    return present, exact, -sum(1 for entry_id in version if entry_id not in ids)
+    present = sum(1 for entry in theirs if entry.entry_id in version)
+    return present, -sum(1 for entry_id in version if entry_id not in ids)

@@ -65,12 +65,24 @@ async def create(
     state: SourceState, entry: Entry, numbers: NumberFormat, context: dict[str, str]
 ) -> Outcome:
     if (found := find_href(state, "", entry.entry_id)) is not None:
-        # Landed before a restart (then nothing is left to change), or a phone re-created
-        # an entry whose delete was refused meanwhile: its fields go onto that one entry.
         current = state.contacts[found]
+        if current.entry_id.upper() == entry.entry_id:
+            # Our own create, landed before a restart: edits made upstream since stay.
+            return "applied"
+        # A phone re-created an upstream entry whose delete was refused meanwhile (edited
+        # upstream): one entry, with the phone's fields, as phone-wins re-creates it.
         wanted = apply_entry(current, None, entry, state.config.category, numbers)
         if wanted.same_content(current):
             return "applied"
+        event(
+            "conflict",
+            logging.WARNING,
+            **context,
+            source=state.name,
+            field="*",
+            winner="phone",
+            detail="re-created on the phone while it still existed upstream",
+        )
         async with state.lock:
             try:
                 await state.stored(await state.connector.update(found, wanted, current.etag))

@@ -240,3 +240,79 @@ async def test_strict_etags_let_one_of_two_concurrent_puts_with_the_same_if_matc
         answers = await asyncio.gather(*(put(n, b, etag) for n, b in enumerate(bodies)))
         assert sorted(answers) == [200, 412], round_
         await drained(client)
+
+
+# --- a second round -------------------------------------------------------------------
+
+
+async def test_a_contact_re_entered_after_its_delete_is_created_again(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_config()))
+    _, held = await fetch(client, SNOM)
+    anna = by_name(held)["Anna Müller"]
+    without = [e for e in held if e is not anna]
+    assert (await client.put(URL, data=counterpath.render(without), headers=SNOM)).status == 200
+    await drained(client)
+    assert not (contacts_dir / "anna.mueller.vcf").exists()
+    _, now = await fetch(client, SNOM)
+    # The user types her in again, exactly as she was; the phone has no id for her.
+    again = [*now, Entry("", anna.display_name, dict(anna.fields))]
+    assert (await client.put(URL, data=counterpath.render(again), headers=SNOM)).status == 200
+    await drained(client)
+    assert [p for p in contacts_dir.glob("*.vcf") if "FN:Anna Müller" in p.read_text()]
+
+
+async def test_a_version_served_but_not_received_does_not_revert_upstream_edits(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_config()))
+    _, held = await fetch(client, SNOM)
+    card = contacts_dir / "anna.mueller.vcf"
+    title = next(line for line in card.read_text().splitlines() if line.startswith("TITLE:"))
+    card.write_text(card.read_text().replace(title, "TITLE:Head of Everything"))
+    await client.app[keys.ENGINE].sources.state("demo", SHARED).refresh()
+    await fetch(client, SNOM)  # served, but the phone never got it
+    sent = edit(held, "Anna Müller", company="Brandt AG")  # her old title, as the phone has it
+    assert (await client.put(URL, data=counterpath.render(sent), headers=SNOM)).status == 200
+    await drained(client)
+    text = card.read_text()
+    assert "TITLE:Head of Everything" in text and "ORG:Brandt AG" in text
+
+
+async def test_a_contact_replaced_upstream_is_not_deleted_by_a_phone_that_never_saw_it(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_config()))
+    _, held = await fetch(client, SNOM)
+    (contacts_dir / "lars.petersen.vcf").unlink()
+    add_card(contacts_dir, "Nina Neu")  # the admin replaced Lars by Nina
+    await client.app[keys.ENGINE].sources.state("demo", SHARED).refresh()
+    await fetch(client, SNOM)  # served, but the phone never got it
+    sent = [e for e in held if e.display_name != "Lars Petersen"]  # the user deletes Lars
+    assert (await client.put(URL, data=counterpath.render(sent), headers=SNOM)).status == 200
+    await drained(client)
+    assert (contacts_dir / "nina.neu.vcf").exists()
+
+
+async def test_a_create_redone_after_a_crash_keeps_edits_made_upstream_since(
+    make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    engine = Engine(make_config())
+    await engine.start()
+    try:
+        new = Entry("534BB0BC2DDA09E2567C5D8D5B2C0120", "Jon Smiht", {"surname": "Smiht"})
+        create = Item("tbook", "a@b", "demo", "", "create", new.entry_id, after=new)
+        await engine.outbox.commit([create])
+        assert await engine.outbox.drained()
+        card = contacts_dir / f"{new.entry_id}.vcf"
+        card.write_text(card.read_text().replace("Smiht", "Smith"))  # a colleague's fix
+        await engine.sources.state("demo", SHARED).refresh()
+        # As if the gateway died after the write but before recording it: once more.
+        await engine.outbox.commit(
+            [Item("tbook", "a@b", "demo", "", "create", new.entry_id, after=new)]
+        )
+        assert await engine.outbox.drained()
+        assert "Smiht" not in card.read_text()
+    finally:
+        await engine.stop()
