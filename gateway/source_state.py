@@ -62,6 +62,8 @@ class SourceState:
         self._unsaved = False
         self._ids: dict[str, str] = {}
         self._ids_version = -1
+        #: Phones' entry_ids of a snapshot dropped for another configuration (uid -> id).
+        self._dropped_phone_ids: dict[str, str] = {}
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
 
@@ -93,6 +95,9 @@ class SourceState:
             self.store.load, self.name, self.user_key, self.fingerprint
         )
         self.loaded = True
+        if snapshot is not None and snapshot.dropped_phone_ids is not None:
+            self._dropped_phone_ids = snapshot.dropped_phone_ids
+            return
         if snapshot is not None and not self.has_data:
             self.contacts, self.token, self.synced_at = (
                 snapshot.contacts,
@@ -179,7 +184,8 @@ class SourceState:
                 await self._persist([], [])
             return False
         old = self.contacts
-        _keep_phone_ids(contacts, old)
+        _keep_phone_ids(contacts, old, self._dropped_phone_ids)
+        self._dropped_phone_ids = {}
         upserts = [c for href, c in contacts.items() if old.get(href) != c]
         deletes = [href for href in old if href not in contacts]
         added = sum(1 for c in upserts if c.href not in old)
@@ -293,11 +299,14 @@ class SourceState:
         return self.user.xui if self.user else None
 
 
-def _keep_phone_ids(contacts: dict[str, Contact], old: dict[str, Contact]) -> None:
+def _keep_phone_ids(
+    contacts: dict[str, Contact], old: dict[str, Contact], dropped: dict[str, str]
+) -> None:
     """A contact created from a phone keeps the phone's entry_id even where the upstream
     cannot store it (LDAP without entry_id_attribute): a sync that reads it back without
-    one takes it over by uid, so the phone's entry does not turn into another."""
-    phone_ids = {c.uid: c.entry_id for c in old.values() if c.entry_id}
+    one takes it over by uid — from the contacts before, or from a snapshot dropped for a
+    changed configuration — so the phone's entry does not turn into another."""
+    phone_ids = {**dropped, **{c.uid: c.entry_id for c in old.values() if c.entry_id}}
     if not phone_ids:
         return
     for href, contact in contacts.items():

@@ -132,6 +132,9 @@ class Snapshot:
     contacts: dict[str, Contact]
     token: str | None
     synced_at: float | None
+    #: Set when the stored snapshot was for another configuration and was dropped: the
+    #: entry_ids phones gave its contacts (uid -> entry_id), which only the snapshot kept.
+    dropped_phone_ids: dict[str, str] | None = None
 
 
 def encode(contact: Contact) -> str:
@@ -187,7 +190,9 @@ class Store:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def load(self, source: str, user: str, fingerprint: str) -> Snapshot | None:
-        """The stored snapshot, or None (never stored, or stored for another configuration)."""
+        """The stored snapshot; None when never stored. One stored for another
+        configuration is dropped: what comes back then has no contacts, only the entry_ids
+        phones gave them (`dropped_phone_ids`), so a contact a phone made keeps its id."""
         with self._lock:
             row = self._db.execute(
                 "SELECT fingerprint, token, synced_at FROM source_state WHERE source=? AND user=?",
@@ -195,15 +200,16 @@ class Store:
             ).fetchone()
             if row is None:
                 return None
-            if row[0] != fingerprint:
-                self._forget(source, user)
-                return None
             contacts = {
                 href: decode(data)
                 for href, data in self._db.execute(
                     "SELECT href, data FROM contacts WHERE source=? AND user=?", (source, user)
                 )
             }
+            if row[0] != fingerprint:
+                self._forget(source, user)
+                ids = {c.uid: c.entry_id for c in contacts.values() if c.entry_id}
+                return Snapshot({}, None, None, dropped_phone_ids=ids)
         return Snapshot(contacts, row[1], row[2])
 
     def save(

@@ -43,8 +43,12 @@ def test_snapshots_and_tokens_survive_reopening(tmp_path: Path) -> None:
 
 def test_a_changed_configuration_drops_the_snapshot(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.sqlite3")
-    store.save("people", "", "old", "t", 1.0, [ANNA])
-    assert store.load("people", "", "new") is None
+    phone_made = Contact(uid="u2", source="s", href="b.vcf", entry_id="AB" * 16)
+    store.save("people", "", "old", "t", 1.0, [ANNA, phone_made])
+    dropped = store.load("people", "", "new")
+    # No contacts and no token: only the ids phones gave, which nothing else keeps.
+    assert dropped is not None and dropped.contacts == {} and dropped.token is None
+    assert dropped.synced_at is None and dropped.dropped_phone_ids == {"u2": "AB" * 16}
     assert store.load("people", "", "old") is None  # gone for good
 
 

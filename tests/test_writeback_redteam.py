@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway import keys
-from gateway.app import create_app
+from gateway.app import create_app, reload
 from gateway.engine import Engine
 from gateway.entry import Entry
 from gateway.model import UserRef
@@ -316,3 +316,29 @@ async def test_a_create_redone_after_a_crash_keeps_edits_made_upstream_since(
         assert "Smiht" not in card.read_text()
     finally:
         await engine.stop()
+
+
+async def test_an_ldap_entry_made_from_a_phone_keeps_its_id_when_the_source_settings_change(
+    aiohttp_client: ClientFactory, make_slapd: Callable[..., Slapd], tmp_path: Path
+) -> None:
+    """Default settings: only the snapshot keeps the phone's id, and a changed setting drops
+    the snapshot; the id must survive that too."""
+    server = make_slapd(people=3)
+    client = await aiohttp_client(create_app(ldap_config(tmp_path, server)))
+    _, held = await fetch(client, SNOM)
+    new = Entry("534BB0BC2DDA09E2567C5D8D5B2C0120", "Erika Mustermann", {"surname": "Mustermann"})
+    sent = [*held, new]
+    assert (await client.put(URL, data=counterpath.render(sent), headers=SNOM)).status == 200
+    await drained(client)
+    changed = ldap_config(tmp_path, server, source='timeout = "15s"')
+    assert await reload(client.app, changed.path)
+    again = edit(sent, "Erika Mustermann", profession="Chefin")
+    assert (await client.put(URL, data=counterpath.render(again), headers=SNOM)).status == 200
+    await drained(client)
+    admin = admin_connection(server)
+    try:
+        admin.search(CONTACTS, "(cn=Erika*)", attributes=["cn", "title"])
+        assert [str(e.cn) for e in admin.entries] == ["Erika Mustermann"]
+        assert str(admin.entries[0].title) == "Chefin"
+    finally:
+        admin.unbind()
