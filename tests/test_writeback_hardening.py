@@ -404,7 +404,7 @@ async def test_puts_during_concurrent_reloads_are_applied_once(
         )
         reloads.append(reload(client.app, config.path))
     results = await asyncio.gather(*puts, *reloads)
-    assert [r.status for r in results[:5]] == [200] * 5  # type: ignore[union-attr]
+    assert [r.status for r in results[:5]] == [200] * 5  # type: ignore[attr-defined]
     assert all(results[5:])
     await drained(client)
     created = [p for p in contacts_dir.glob("*.vcf") if p.stem.startswith("0000")]
