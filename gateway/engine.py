@@ -202,7 +202,7 @@ class Engine:
             base = self.versions.base_for(key, user.xui, device, if_match, theirs)
         # Entries the cap or de-duplication keep out of the document are still there:
         # an edit of one the phone holds is an edit, not a resurrection.
-        plan = merge(base, theirs, ours.merge_view, document.conflict_policy)
+        plan = merge(base, theirs, current, document.conflict_policy)
         if plan.conflicts:
             self.metrics.conflicts.labels(key).inc(len(plan.conflicts))
         for conflict in plan.conflicts:

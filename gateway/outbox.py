@@ -335,7 +335,9 @@ class Outbox:
         await self.sources.ready(state)
         if not state.has_data:
             raise Unavailable(state.last_error or "the source has no data yet")
-        return await create(state, item.after, self.numbers_for(item.document), item.context())
+        return await create(
+            state, item, item.after, self.numbers_for(item.document), self._conflicted
+        )
 
     def _conflicted(self, item: Item, conflict: Conflict) -> None:
         if self.metrics is not None:
@@ -347,7 +349,7 @@ class Outbox:
             source=item.source,
             field=conflict.field,
             winner=conflict.winner,
-            detail="changed upstream after the phone's edit was merged",
+            detail="settled while the change was applied upstream",
         )
 
     async def _record(self, item: Item, state: str) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import SourceConfig
@@ -60,8 +61,8 @@ class SourceState:
         self.metrics: Metrics | None = None
         self.loaded = False
         self._unsaved = False
-        self._ids: dict[str, str] = {}
-        self._ids_version = -1
+        #: entry_id phones know -> href; built on first use, then kept in step with changes.
+        self._ids: dict[str, str] | None = None
         #: Phones' entry_ids of a snapshot dropped for another configuration (uid -> id).
         self._dropped_phone_ids: dict[str, str] = {}
         #: Held by a sync and by writes, so a sync never drops a contact just written.
@@ -69,11 +70,22 @@ class SourceState:
 
     def href_of(self, entry_id: str) -> str | None:
         """The href of the contact phones know as `entry_id` (a stored phone id, or the
-        one derived from the uid); the index is rebuilt once per change of the contacts."""
-        if self._ids_version != self.version:
+        one derived from the uid). The index hashes every contact once, on first use;
+        after that each change costs what it changed, not the size of the book."""
+        if self._ids is None:
             self._ids = {effective_entry_id(c): href for href, c in self.contacts.items()}
-            self._ids_version = self.version
         return self._ids.get(entry_id)
+
+    def _reindex(self, old: Mapping[str, Contact], hrefs: Iterable[str]) -> None:
+        """Keep the entry_id index in step after the contacts at `hrefs` changed."""
+        if self._ids is None:
+            return
+        for href in hrefs:
+            before = old.get(href)
+            if before is not None and self._ids.get(effective_entry_id(before)) == href:
+                del self._ids[effective_entry_id(before)]
+            if (now := self.contacts.get(href)) is not None:
+                self._ids[effective_entry_id(now)] = href
 
     @property
     def user(self) -> UserRef | None:
@@ -104,6 +116,7 @@ class SourceState:
                 snapshot.token,
                 snapshot.synced_at,
             )
+            self._ids = None
             self.version += 1
             event(
                 "snapshot_loaded",
@@ -194,6 +207,7 @@ class SourceState:
                 await self._persist([], [])
             return False
         self.contacts = contacts
+        self._reindex(old, [c.href for c in upserts] + deletes)
         self.version += 1
         await self._persist(upserts, deletes)
         event(
@@ -286,11 +300,13 @@ class SourceState:
         if not contact.entry_id and previous is not None and previous.uid == contact.uid:
             contact = contact.replace(entry_id=previous.entry_id)  # see _keep_phone_ids
         self.contacts[contact.href] = contact
+        self._reindex({contact.href: previous} if previous else {}, [contact.href])
         self.version += 1
         await self._persist([contact], [])
 
     async def removed(self, href: str) -> None:
-        if self.contacts.pop(href, None) is not None:
+        if (previous := self.contacts.pop(href, None)) is not None:
+            self._reindex({href: previous}, [href])
             self.version += 1
             await self._persist([], [href])
 

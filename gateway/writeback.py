@@ -41,10 +41,9 @@ async def apply_change(
     policy: Policy,
     on_conflict: OnConflict,
 ) -> Outcome:
-    context = item.context()
     if item.kind == "create":
         assert item.after is not None
-        return await create(state, item.after, numbers, context)
+        return await create(state, item, item.after, numbers, on_conflict)
     assert item.before is not None
     if item.kind == "update":
         assert item.after is not None
@@ -62,8 +61,10 @@ def find_href(state: SourceState, href: str, entry_id: str) -> str | None:
 
 
 async def create(
-    state: SourceState, entry: Entry, numbers: NumberFormat, context: dict[str, str]
+    state: SourceState, item: Item, entry: Entry, numbers: NumberFormat, on_conflict: OnConflict
 ) -> Outcome:
+    """Create `entry` (of `item`) in `state`'s source, once."""
+    context = item.context()
     if (found := find_href(state, "", entry.entry_id)) is not None:
         current = state.contacts[found]
         if current.entry_id.upper() == entry.entry_id:
@@ -74,15 +75,7 @@ async def create(
         wanted = apply_entry(current, None, entry, state.config.category, numbers)
         if wanted.same_content(current):
             return "applied"
-        event(
-            "conflict",
-            logging.WARNING,
-            **context,
-            source=state.name,
-            field="*",
-            winner="phone",
-            detail="re-created on the phone while it still existed upstream",
-        )
+        on_conflict(item, Conflict(entry.entry_id, "*", "re-created", "still upstream", "phone"))
         async with state.lock:
             try:
                 await state.stored(await state.connector.update(found, wanted, current.etag))

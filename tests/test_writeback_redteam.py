@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -338,3 +339,39 @@ async def test_an_ldap_entry_made_from_a_phone_keeps_its_id_when_the_source_sett
     client = await aiohttp_client(create_app(ldap_config(tmp_path, server)))
     changed = ldap_config(tmp_path, server, source='timeout = "15s"')
     await create_then_edit_erika(client, server, lambda: reload(client.app, changed.path))
+
+
+async def test_the_entry_id_index_follows_every_change_without_rebuilding(
+    make_config: ConfigFactory, contacts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding a queued create's entry hashed every contact after each change; the index
+    now follows writes and syncs at the cost of what changed, and stays exact."""
+    from gateway import source_state
+    from gateway.model import effective_entry_id
+
+    engine = Engine(make_config())
+    store = engine.open_store()
+    state = engine.sources.state("demo", SHARED)
+    try:
+        await state.refresh()
+        anna = next(c for c in state.contacts.values() if c.display_name == "Anna Müller")
+        assert state.href_of(effective_entry_id(anna)) == anna.href  # built once here
+        hashed: list[str] = []
+        counted = source_state.effective_entry_id
+
+        def counting(contact: object) -> str:
+            hashed.append("x")
+            return counted(contact)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(source_state, "effective_entry_id", counting)
+        (contacts_dir / "anna.mueller.vcf").rename(contacts_dir / "anna.renamed.vcf")
+        add_card(contacts_dir, "New Person")
+        await state.refresh()
+        await state.removed("lars.petersen.vcf")
+        assert state.href_of(effective_entry_id(anna)) == "anna.renamed.vcf"  # as a create asks
+        assert len(hashed) < 10  # the changes, not the 28 contacts
+        fresh = {counted(c): href for href, c in state.contacts.items()}
+        assert {i: state.href_of(i) for i in fresh} == fresh
+    finally:
+        await engine.sources.stop()
+        store.close()

@@ -20,7 +20,6 @@ __all__ = [
     "conflict_response",
     "if_match_holds",
     "if_none_match_holds",
-    "matches",
     "named_etags",
 ]
 
@@ -104,12 +103,6 @@ def named_etags(header: str | None) -> list[str]:
     order ([] for no header, "*", or weak tags only): the versions a client says it holds."""
     tags = entity_tags(header) if header is not None else None
     return [t.opaque for t in tags or [] if not t.weak]
-
-
-def matches(header: str | None, etag: str | None) -> bool:
-    """Whether an If-None-Match-style list names `etag` by the weak comparison ("*": any
-    existing version). Prefer if_match_holds / if_none_match_holds."""
-    return header is not None and not if_none_match_holds(header, etag)
 
 
 def check_preconditions(request: web.Request, etag: str | None) -> web.Response | None:
