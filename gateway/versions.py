@@ -93,15 +93,15 @@ class Versions:
             if served.etag == etag:
                 served.at = now
                 self._touched.add((document, user))
-                if sent and not served.sent:
-                    served.sent = True
-                    self._dirty.add((document, user))
+                news = sent and not served.sent
+                served.sent = served.sent or sent
                 if mine[-1] is not served:  # back to an older version: newest again
                     history.remove(served)
                     history.append(served)
+                    news = True
+                if news:  # a poll of the version it holds is never news: no write
                     self._dirty.add((document, user))
-                    return True
-                return (document, user) in self._dirty
+                return news
         self._contents.setdefault((document, etag), entries)
         history.append(Served(etag, device, now, sent))
         self._refs[(document, etag)] += 1

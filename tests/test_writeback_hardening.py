@@ -547,3 +547,26 @@ async def test_a_control_character_upstream_is_no_edit_when_the_phone_sends_it_b
     assert written == ["anna.mueller.vcf"]
     assert card.read_bytes() == before
     assert "NOTE:only this" in (contacts_dir / "anna.mueller.vcf").read_text()
+
+
+async def test_a_poll_writes_nothing_even_while_an_earlier_write_is_owed(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory
+) -> None:
+    """A failed write of what a device was served is retried by housekeeping, never by
+    that device's polls (each poll would otherwise wait for a write)."""
+    client = await aiohttp_client(create_app(make_config()))
+    engine = client.app[keys.ENGINE]
+    assert engine.store is not None
+    with engine.store.transaction() as db:
+        db.execute("ALTER TABLE served RENAME TO served_away")
+    etag, _ = await fetch(client, SNOM)  # recorded in memory; the write fails
+    with engine.store.transaction() as db:
+        db.execute("ALTER TABLE served_away RENAME TO served")
+    for _ in range(5):
+        response = await client.get(URL, headers={**SNOM, "If-None-Match": etag})
+        assert response.status == 304
+    with engine.store.transaction() as db:
+        assert db.execute("SELECT count(*) FROM served").fetchone() == (0,)
+    assert await engine.versions.flush_soon(engine.store)  # housekeeping's retry
+    with engine.store.transaction() as db:
+        assert db.execute("SELECT etag FROM served").fetchall() == [(etag,)]
