@@ -10,13 +10,12 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import control, keys
-from gateway.auth.middleware import LOGIN, Authenticator, PasswordCheck
+from gateway.auth.directory import directory_password_check
+from gateway.auth.middleware import LOGIN, Authenticator
 from gateway.config import Config, ConfigError, load_config
-from gateway.connector import ConnectorError
 from gateway.engine import Engine
 from gateway.logs import event
 from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
-from gateway.model import UserRef
 from gateway.xcap.uri import request_path
 from gateway.xcap.views import xcap_handler
 
@@ -25,7 +24,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_app(config: Config) -> web.Application:
     engine = Engine(config)
-    authenticator = Authenticator(config, _directory_password_check(config, engine), engine.metrics)
+    authenticator = Authenticator(config, directory_password_check(config, engine), engine.metrics)
     app = web.Application(
         client_max_size=config.server.max_body_size,
         middlewares=[_request_log, authenticator.middleware],
@@ -97,22 +96,6 @@ def _document_label(request: web.Request, engine: Engine) -> str:
     )
 
 
-def _directory_password_check(config: Config, engine: Engine) -> PasswordCheck | None:
-    """Basic authentication against the directory of [auth] ldap_source, if set."""
-    name = config.auth.ldap_source
-    if name is None:
-        return None
-
-    async def check(login: str, password: str) -> bool:
-        connector = engine.sources.state(name, UserRef("")).connector
-        try:
-            return await connector.check_password(login, password)
-        except ConnectorError:
-            return False
-
-    return check
-
-
 async def reload(app: web.Application, path: Path) -> bool:
     """Re-read the configuration file and take its sources, documents and users without
     dropping connections; an invalid file is logged and the running configuration kept."""
@@ -133,6 +116,6 @@ async def reload(app: web.Application, path: Path) -> bool:
     await engine.reload(config)
     authenticator = app[keys.AUTHENTICATOR]
     authenticator.reload(config)
-    authenticator.ldap_check = _directory_password_check(config, engine)
+    authenticator.ldap_check = directory_password_check(config, engine)
     event("reloaded", path=path, sources=len(config.sources), documents=len(config.documents))
     return True

@@ -113,7 +113,9 @@ class Composer:
         listed: dict[str, tuple[Entry, Origin]] = {}
         for contact in sorted(state.contacts.values(), key=lambda c: c.href):
             entry = contact_to_entry(contact, state.config.category, numbers)
-            listed.setdefault(entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag)))
+            listed.setdefault(
+                entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag))
+            )
         if self.outbox is not None:
             _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name)
         return list(listed.values())

@@ -86,13 +86,31 @@ class ServerConfig(_Strict):
     shutdown_grace: PositiveDuration = 10.0
     #: How long `serve` waits for the first syncs before it listens anyway.
     startup_sync_wait: Duration = 10.0
+    #: A request's header must be complete within this time of its first byte (or of the
+    #: connection opening): slow senders cannot hold connections.
+    header_timeout: PositiveDuration = 10.0
+    #: An idle keep-alive connection is closed after this (phones reconnect per poll).
+    keepalive_timeout: PositiveDuration = 15.0
+    #: Open client connections at most; further ones are closed at once. Never more than
+    #: the descriptor limit allows, with headroom for the database, sources and logs.
+    max_connections: int = Field(default=1000, ge=1)
+    #: Who may read /metrics: "open" (anyone), "admins" ([auth] admins log in), "off".
+    metrics: Literal["open", "admins", "off"] = "open"
+    #: Listeners that serve only /metrics (and /healthz, /readyz), open to anyone who
+    #: reaches them; with it set, the XCAP listeners do not answer /metrics.
+    metrics_listen: list[str] = []
+    #: Per-user state (source instances, render caches, upstream sessions) unused this long
+    #: is dropped from memory; its stored snapshot stays and is reloaded on the next request.
+    user_idle_timeout: PositiveDuration = 3600.0
+    #: Users whose per-user state is kept in memory at most (least recently used go first).
+    max_active_users: int = Field(default=10_000, ge=1)
 
-    @field_validator("listen", "tls_listen", mode="before")
+    @field_validator("listen", "tls_listen", "metrics_listen", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("listen", "tls_listen")
+    @field_validator("listen", "tls_listen", "metrics_listen")
     @classmethod
     def _host_port(cls, value: list[str]) -> list[str]:
         for address in value:
@@ -123,8 +141,14 @@ class AuthConfig(_Strict):
     #: Basic auth sends passwords in clear: refused over plain HTTP unless this is true.
     allow_insecure_basic: bool = False
     nonce_lifetime: PositiveDuration = 300.0
-    #: After this many failed logins within failure_window, the address / user waits.
+    #: After this many failed logins within failure_window from one address for one user
+    #: name, that address waits before it may try that name again.
     max_failures: int = Field(default=10, ge=1)
+    #: Failures for one user name from all addresses together before the name is blocked.
+    max_failures_per_user: int = Field(default=50, ge=1)
+    #: Failures from one address for all names together before the address is blocked
+    #: (highest: a NAT or reverse proxy carries many users).
+    max_failures_per_address: int = Field(default=200, ge=1)
     failure_window: PositiveDuration = 300.0
 
     # Compared with the xui's normalized domain, so `B.COM.` here means b.com.
@@ -195,6 +219,11 @@ class DocumentConfig(_Strict):
     #: Versions served per user and document kept as merge bases, and for how long.
     keep_versions: int = Field(default=5, ge=1, le=100)
     keep_versions_for: PositiveDuration = 30 * 86400.0
+    #: Entries one PUT may create in write_to; the rest are kept out (logged).
+    max_creations_per_put: int = Field(default=100, ge=0)
+    #: Entries one user may create in this document within creation_window (logged beyond).
+    max_creations_per_user: int = Field(default=500, ge=0)
+    creation_window: PositiveDuration = 3600.0
 
     @field_validator("default_region")
     @classmethod
@@ -390,6 +419,10 @@ def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Proble
         file = getattr(server, key)
         if file is not None and not file.is_file():
             yield Problem(path, "server", key, f"no such file: {file}")
+    if server.metrics == "admins" and (config.auth.mode == "none" or not config.auth.admins):
+        yield Problem(
+            path, "server", "metrics", '"admins" needs [auth] mode digest or basic, and admins'
+        )
     yield from _auth_checks(config)
     yield from _template_checks(config)
 
