@@ -7,13 +7,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway import control, keys
 from gateway.auth.directory import directory_password_check
 from gateway.auth.middleware import LOGIN, Authenticator
 from gateway.config import Config, ConfigError, load_config
 from gateway.engine import Engine
+from gateway.listeners import SERVER_NAME
 from gateway.logs import event
 from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
 from gateway.xcap.uri import request_path
@@ -27,8 +28,9 @@ def create_app(config: Config) -> web.Application:
     authenticator = Authenticator(config, directory_password_check(config, engine), engine.metrics)
     app = web.Application(
         client_max_size=config.server.max_body_size,
-        middlewares=[_request_log, authenticator.middleware],
+        middlewares=[_request_log, _unencoded_bodies, authenticator.middleware],
     )
+    app.on_response_prepare.append(_server_header)
     app[keys.CONFIG] = config
     app[keys.ENGINE] = engine
     app[keys.AUTHENTICATOR] = authenticator
@@ -51,9 +53,50 @@ async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
         await engine.stop()
 
 
+def create_metrics_app(engine: Engine) -> web.Application:
+    """What [server] metrics_listen serves: /metrics, /healthz and /readyz, to anyone."""
+    app = web.Application(client_max_size=1024, middlewares=[_unencoded_bodies])
+    app.on_response_prepare.append(_server_header)
+    app[keys.ENGINE] = engine
+    app.router.add_get("/healthz", control.alive)
+    app.router.add_get("/readyz", control.ready)
+    app.router.add_get("/metrics", _exposition)
+    return app
+
+
 async def _metrics(request: web.Request) -> web.Response:
+    """/metrics on the XCAP listeners, as [server] metrics and metrics_listen allow."""
+    server = request.app[keys.ENGINE].config.server
+    if server.metrics == "off" or server.metrics_listen:
+        raise web.HTTPNotFound(text="not here\n")
+    if server.metrics == "admins":
+        # The authenticator let the request through; only an admin reads the figures.
+        login = request.get(LOGIN)
+        if login is None or login not in request.app[keys.ENGINE].config.auth.admins:
+            raise web.HTTPForbidden(text="/metrics is for [auth] admins\n")
+    return await _exposition(request)
+
+
+async def _exposition(request: web.Request) -> web.Response:
     body = request.app[keys.ENGINE].metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+
+
+@web.middleware
+async def _unencoded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request bodies come as sent: a coded one is refused before anything reads it
+    (RFC 7694: 415 with the codings accepted; phones never compress what they PUT)."""
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if coding not in ("", "identity"):
+        raise web.HTTPUnsupportedMediaType(
+            text="request bodies are accepted without Content-Encoding\n",
+            headers={"Accept-Encoding": "identity"},
+        )
+    return await handler(request)
 
 
 @web.middleware

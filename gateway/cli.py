@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import ssl
 import sys
@@ -15,12 +16,13 @@ import aiohttp
 from aiohttp import web
 
 from gateway import __version__, keys, logs
-from gateway.app import create_app, reload
+from gateway.app import create_app, create_metrics_app, reload
 from gateway.compose import NotReady
-from gateway.config import Config, ConfigError, load_config, split_address
+from gateway.config import Config, ConfigError, load_config
 from gateway.connector import UnsafeTemplateValue
 from gateway.control import socket_path, status, sync_now
 from gateway.engine import Engine
+from gateway.listeners import Listeners, quiet_accept_errors
 from gateway.model import UserRef
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
@@ -205,27 +207,46 @@ async def _ask_server(
 
 async def _serve(config: Config) -> int:
     app = create_app(config)
+    quiet_accept_errors(asyncio.get_running_loop())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    sites: list[web.TCPSite] = []
+    runners = [runner]
+    listeners = Listeners(config.server)
     tls = _tls_context(config)
     plain_tls = None if config.server.tls_listen else tls
-    listeners = [(a, plain_tls) for a in config.server.listen]
-    listeners += [(a, tls) for a in config.server.tls_listen]
-    for address, context in listeners:
-        host, port = split_address(address)
-        site = web.TCPSite(runner, host, port, ssl_context=context)
-        sites.append(site)
+    addresses = [(a, plain_tls, runner) for a in config.server.listen]
+    addresses += [(a, tls, runner) for a in config.server.tls_listen]
+    if config.server.metrics_listen:
+        metrics_runner = web.AppRunner(create_metrics_app(app[keys.ENGINE]), access_log=None)
+        await metrics_runner.setup()
+        runners.append(metrics_runner)
+        addresses += [(a, None, metrics_runner) for a in config.server.metrics_listen]
+    for address, context, owner in addresses:
         try:
-            await site.start()
+            await listeners.listen(owner, address, context)
         except OSError as exc:
             print(
                 f"{config.path}: [server] listen: cannot listen on {address}: {exc.strerror}",
                 file=sys.stderr,
             )
-            await runner.cleanup()
+            listeners.close()
+            for each in reversed(runners):
+                await each.cleanup()
             return 1
-        logs.event("listening", address=address, tls=context is not None)
+        logs.event(
+            "listening",
+            address=address,
+            tls=context is not None,
+            metrics_only=owner is not runner or None,
+        )
+    if listeners.guard.limit < config.server.max_connections:
+        logs.event(
+            "connections_limited",
+            logging.WARNING,
+            max_connections=listeners.guard.limit,
+            configured=config.server.max_connections,
+            reason="descriptor limit (ulimit -n) minus a reserve",
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -242,10 +263,10 @@ async def _serve(config: Config) -> int:
     # Stop accepting, let requests under way finish, and give the outbox a moment to
     # apply what it holds (the rest is applied after the next start).
     logs.event("stopping", pending=app[keys.ENGINE].outbox.depth)
-    for site in sites:
-        await site.stop()
+    listeners.close()
     await app[keys.ENGINE].outbox.drained(timeout=config.server.shutdown_grace)
-    await runner.cleanup()
+    for each in reversed(runners):
+        await each.cleanup()
     logs.event("stopped", pending=app[keys.ENGINE].outbox.depth)
     return 0
 

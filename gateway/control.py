@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,11 +18,13 @@ from aiohttp import web
 from gateway import keys
 from gateway.engine import Engine
 from gateway.logs import event
+from gateway.private_files import private_dir
 from gateway.source_state import SourceState
 
 SOCKET_NAME = "control.sock"
-#: sun_path is 108 bytes on Linux; a longer state_dir gets no control socket.
-MAX_SOCKET_PATH = 100
+#: sun_path is 108 bytes on Linux; a longer state_dir gets no control socket (the socket
+#: is first bound at state_dir/.control-XXXXXXXX/s, a few bytes longer than its name).
+MAX_SOCKET_PATH = 94
 
 
 async def alive(request: web.Request) -> web.Response:
@@ -147,6 +152,20 @@ def socket_path(state_dir: Path) -> Path:
     return state_dir / SOCKET_NAME
 
 
+async def _listen_privately(runner: web.AppRunner, path: Path) -> None:
+    """Bind in a fresh owner-only folder, make the socket 0600, then move it into place:
+    at no moment can another user connect to it (a bind follows the umask, not us)."""
+    private_dir(path.parent)
+    folder = Path(tempfile.mkdtemp(prefix=".control-", dir=path.parent))
+    try:
+        staged = folder / "s"
+        await web.UnixSite(runner, str(staged)).start()
+        staged.chmod(0o600)
+        os.replace(staged, path)  # replaces a socket left behind by a killed server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 async def control_socket(app: web.Application) -> AsyncIterator[None]:
     """Serve `control_app` on state_dir/control.sock while the gateway runs."""
     config = app[keys.CONFIG]
@@ -155,11 +174,9 @@ async def control_socket(app: web.Application) -> AsyncIterator[None]:
     if len(str(path)) > MAX_SOCKET_PATH:
         event("control_socket_skipped", logging.WARNING, path=path, reason="path too long")
     else:
-        path.unlink(missing_ok=True)
         runner = web.AppRunner(control_app(app[keys.ENGINE]), access_log=None)
         await runner.setup()
-        await web.UnixSite(runner, str(path)).start()
-        path.chmod(0o600)
+        await _listen_privately(runner, path)
     try:
         yield
     finally:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.model import Contact
+from gateway.private_files import private_dir, private_file
 
 #: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
 _NORMALIZED_XUI = (
@@ -162,7 +163,11 @@ class Store:
     """Blocking SQLite access; callers on the event loop go through asyncio.to_thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # SQLite gives the -wal and -shm files the database file's permissions.
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if file == path or file.exists():
+                private_file(file)
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()

@@ -1,0 +1,303 @@
+"""The TCP listeners and what guards them: a connection cap below the descriptor limit, a
+request-header timeout, short keep-alive, no request-body decompression, quiet accept
+errors and parse-error logs that never carry header values.
+
+aiohttp has no header timeout and no connection cap; both hook into its RequestHandler
+(the per-connection protocol). The hooks use two of its attributes (`_waiter`: the
+handler waits for a complete request header; `_request_count`); tests/test_listeners.py
+fails if an aiohttp upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from gateway.config import ServerConfig, split_address
+from gateway.logs import event
+
+#: What the `Server` header says: no versions to look vulnerabilities up by.
+SERVER_NAME = "xcap-gateway"
+#: Descriptors kept free for the database, sources, logs and the control socket.
+MIN_RESERVE = 64
+#: Raising the soft limit beyond this buys nothing for a directory server.
+MAX_DESCRIPTORS = 65536
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nServer: " + SERVER_NAME.encode() + b"\r\n"
+    b"Retry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
+    b"Connection: close\r\n\r\ntoo many connections now\n"
+)
+
+
+def connection_budget(wanted: int) -> int:
+    """The connection cap: `wanted`, but never closer than a reserve to the descriptor
+    limit (whose soft value is raised to the hard one first, as servers do)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, MAX_DESCRIPTORS)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+            soft = ceiling
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        soft = MAX_DESCRIPTORS
+    reserve = max(MIN_RESERVE, soft // 10)
+    return max(1, min(wanted, soft - reserve))
+
+
+class RateLimitedLog:
+    """At most `burst` events per `period` seconds; the next one after a quiet spell says
+    how many were left out."""
+
+    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+        self.burst, self.period = burst, period
+        self._started = float("-inf")
+        self._count = 0
+        self._suppressed = 0
+
+    def allow(self) -> tuple[bool, int]:
+        """(log this one?, how many were suppressed before it)."""
+        now = time.monotonic()
+        if now - self._started >= self.period:
+            self._started, self._count = now, 0
+        if self._count >= self.burst:
+            self._suppressed += 1
+            return False, 0
+        self._count += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return True, suppressed
+
+
+@dataclass
+class ConnectionGuard:
+    """Counts the connections of every listener together and refuses those above `limit`."""
+
+    limit: int
+    open: int = 0
+    refused: int = 0
+    parse_errors: RateLimitedLog = field(default_factory=RateLimitedLog)
+    refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(1, 60.0))
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection protocol, plus: counted against the cap from the moment the
+    socket is accepted (TLS handshakes included), a deadline for each request header, and
+    parse errors answered and logged without echoing the request."""
+
+    __slots__ = ("_guard", "_header_timeout", "_header_timer", "_counted", "_made", "_admitted")
+
+    def __init__(
+        self, manager: web.Server, *, guard: ConnectionGuard, header_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._header_timeout = header_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._made = False
+        self._admitted = guard.open < guard.limit
+        self._counted = True
+        guard.open += 1
+
+    def release_if_never_made(self) -> None:
+        """A TLS handshake that failed or timed out never reaches connection_made."""
+        if not self._made:
+            self._release()
+
+    def _release(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._guard.open -= 1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made = True
+        if not self._admitted:
+            self._guard.refused += 1
+            allowed, suppressed = self._guard.refusals.allow()
+            if allowed:
+                event(
+                    "connections_capped",
+                    logging.WARNING,
+                    limit=self._guard.limit,
+                    refused_before=suppressed or None,
+                )
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(_REFUSED)
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._release()
+        self._cancel_header_timer()
+        if self._admitted:
+            super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count != before:
+            self._cancel_header_timer()  # a whole header arrived
+        if self._waiting_for_header():
+            self._arm_header_timer()
+
+    def _waiting_for_header(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self._force_close
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            count = self._request_count
+            self._header_timer = self._loop.call_later(
+                self._header_timeout, self._header_deadline, count
+            )
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_deadline(self, count: int) -> None:
+        self._header_timer = None
+        if self._request_count == count and self._waiting_for_header():
+            self.force_close()
+        elif not self._force_close and self.transport is not None:
+            # Requests arrived meanwhile: the deadline starts over for the next header.
+            self._arm_header_timer()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        # aiohttp would log the raw line (an Authorization header included) with a
+        # traceback: log what kind of error it was, from whom, at most a few per minute.
+        allowed, suppressed = self._guard.parse_errors.allow()
+        if allowed:
+            event(
+                "bad_request",
+                logging.WARNING,
+                client=request.remote,
+                error=type(exc).__name__,
+                suppressed_before=suppressed or None,
+            )
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        response = web.Response(
+            status=status,
+            text=f"{status} {phrase}: the request could not be parsed\n",
+            headers={"Server": SERVER_NAME},
+        )
+        response.force_close()
+        return response
+
+
+def handler_settings(server: ServerConfig) -> dict[str, Any]:
+    """RequestHandler keyword arguments for every listener."""
+    return {
+        "keepalive_timeout": server.keepalive_timeout,
+        # Phones never compress request bodies, and an inflating body costs the event
+        # loop seconds before any handler could refuse it: bodies stay as sent.
+        "auto_decompress": False,
+        "access_log": None,
+        # An unread body is drained at most this long before the connection is closed.
+        "lingering_time": min(5.0, server.body_timeout),
+    }
+
+
+class Listeners:
+    """The asyncio servers of one or more AppRunners, with one guard for all."""
+
+    def __init__(self, server: ServerConfig) -> None:
+        self.config = server
+        self.guard = ConnectionGuard(connection_budget(server.max_connections))
+        self._servers: list[asyncio.Server] = []
+
+    def _factory(self, runner: web.AppRunner) -> Callable[[], GuardedRequestHandler]:
+        loop = asyncio.get_running_loop()
+        assert runner.server is not None
+        manager, settings = runner.server, handler_settings(self.config)
+        # A handshake never finishes after the timeout; then the slot is free again.
+        handshake = self.config.header_timeout
+
+        def make() -> GuardedRequestHandler:
+            handler = GuardedRequestHandler(
+                manager,
+                loop=loop,
+                guard=self.guard,
+                header_timeout=self.config.header_timeout,
+                **settings,
+            )
+            loop.call_later(handshake + 1.0, handler.release_if_never_made)
+            return handler
+
+        return make
+
+    async def listen(
+        self, runner: web.AppRunner, address: str, context: ssl.SSLContext | None
+    ) -> asyncio.Server:
+        host, port = split_address(address)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            self._factory(runner),
+            host,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=self.config.header_timeout if context else None,
+            backlog=128,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        return server
+
+    def close(self) -> None:
+        """Stop accepting (connections under way go on until the runner's cleanup)."""
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Out of descriptors, asyncio pauses accepting for a second and reports each failure
+    with a traceback: log one line a minute instead."""
+    previous = loop.get_exception_handler()
+    accept_log = RateLimitedLog(1, 60.0)
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            allowed, suppressed = accept_log.allow()
+            if allowed:
+                error = context.get("exception")
+                event(
+                    "accept_paused",
+                    logging.WARNING,
+                    detail=getattr(error, "strerror", None) or str(error),
+                    hint="raise the descriptor limit (ulimit -n) or lower [server] max_connections",
+                    suppressed_before=suppressed or None,
+                )
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
