@@ -382,3 +382,9 @@ async def test_hostile_requests_get_their_status_and_change_only_what_they_shoul
     assert (await replay(healthy, port)).status == 200
     assert (await replay({"method": "GET", "path": DOCUMENT}, port)).status == 200
     assert after - before < 20 * 1024, f"grew from {before} KiB to {after} KiB"
+    # Nothing a client sent as a credential reaches the log, however it was mangled.
+    log = (hostile_gateway.root / "serve.log").read_text(errors="replace")
+    for login, password in ((LOGINS[u], p) for u, p in PASSWORDS.items()):
+        assert password not in log
+        assert base64.b64encode(f"{login}:{password}".encode()).decode() not in log
+    assert "Traceback" not in log
