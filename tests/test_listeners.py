@@ -14,6 +14,7 @@ import hashlib
 import os
 import resource
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -25,10 +26,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 
 from gateway import listeners
 from tests.conftest import write_config
 from tests.support import free_port, stop_process, wait_listening
+from tests.test_tls import write_cert
 
 CREDENTIALS = base64.b64encode(b"alice:alice-pw").decode()
 DOCUMENT = "/users/sip:alice@example.com/tbook.xml"
@@ -375,3 +378,35 @@ def test_the_handler_hooks_still_match_aiohttp() -> None:
     from aiohttp.web_protocol import RequestHandler
 
     assert {"_waiter", "_request_count", "_force_close"} <= set(RequestHandler.__slots__)
+
+
+async def test_unfinished_tls_handshakes_hold_a_slot_only_until_the_timeout(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    write_cert(tmp_path, ca)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    secure = free_port()
+    gw = gateway(
+        server=f'tls_listen = "127.0.0.1:{secure}"\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n'
+        'max_connections = 3\nheader_timeout = "1s"'
+    )
+    # Three connections that never send a ClientHello take every slot...
+    silent = [socket.create_connection(("127.0.0.1", secure)) for _ in range(3)]
+    url = f"https://127.0.0.1:{secure}/healthz"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, ssl=trusting) as response:
+            assert response.status == 503
+        # ...until the handshake timeout closes them and frees the slots.
+        for sock in silent:
+            assert closed_by_server(sock)
+            sock.close()
+        deadline = time.monotonic() + 30
+        while True:
+            async with session.get(url, ssl=trusting) as response:
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, "the slots were never freed"
+            await asyncio.sleep(0.1)
+    assert gw.process.poll() is None
