@@ -83,13 +83,39 @@ class RateLimitedLog:
 
 @dataclass
 class ConnectionGuard:
-    """Counts the connections of every listener together and refuses those above `limit`."""
+    """Counts the connections of every listener together and refuses those above `limit`.
+
+    A connection counts from the moment it is accepted. One that never reaches
+    connection_made (a TLS handshake that failed or timed out, a transport that could not
+    be set up) is released by a sweep once `grace` seconds have passed: the handshake
+    timeout has closed its socket by then.
+    """
 
     limit: int
+    grace: float = 11.0
     open: int = 0
     refused: int = 0
     parse_errors: RateLimitedLog = field(default_factory=RateLimitedLog)
     refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(1, 60.0))
+    #: Accepted, not yet made, in the order accepted, with the time they are given up.
+    _pending: dict[GuardedRequestHandler, float] = field(default_factory=dict)
+
+    def accepted(self, handler: GuardedRequestHandler) -> bool:
+        """Count `handler`'s connection; False when it is over the limit."""
+        now = time.monotonic()
+        while self._pending:  # the oldest first: stop at the first still in time
+            oldest, deadline = next(iter(self._pending.items()))
+            if deadline > now:
+                break
+            del self._pending[oldest]
+            oldest.release()
+        admitted = self.open < self.limit
+        self.open += 1
+        self._pending[handler] = now + self.grace
+        return admitted
+
+    def made(self, handler: GuardedRequestHandler) -> None:
+        self._pending.pop(handler, None)
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -97,7 +123,7 @@ class GuardedRequestHandler(RequestHandler):
     socket is accepted (TLS handshakes included), a deadline for each request header, and
     parse errors answered and logged without echoing the request."""
 
-    __slots__ = ("_guard", "_header_timeout", "_header_timer", "_counted", "_made", "_admitted")
+    __slots__ = ("_guard", "_header_timeout", "_header_timer", "_counted", "_admitted")
 
     def __init__(
         self, manager: web.Server, *, guard: ConnectionGuard, header_timeout: float, **kwargs: Any
@@ -106,23 +132,17 @@ class GuardedRequestHandler(RequestHandler):
         self._guard = guard
         self._header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
-        self._made = False
-        self._admitted = guard.open < guard.limit
         self._counted = True
-        guard.open += 1
+        self._admitted = guard.accepted(self)
 
-    def release_if_never_made(self) -> None:
-        """A TLS handshake that failed or timed out never reaches connection_made."""
-        if not self._made:
-            self._release()
-
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give the slot back (once)."""
         if self._counted:
             self._counted = False
             self._guard.open -= 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._made = True
+        self._guard.made(self)
         if not self._admitted:
             self._guard.refused += 1
             allowed, suppressed = self._guard.refusals.allow()
@@ -141,7 +161,8 @@ class GuardedRequestHandler(RequestHandler):
         self._arm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._release()
+        self._guard.made(self)
+        self.release()
         self._cancel_header_timer()
         if self._admitted:
             super().connection_lost(exc)
@@ -229,26 +250,25 @@ class Listeners:
 
     def __init__(self, server: ServerConfig) -> None:
         self.config = server
-        self.guard = ConnectionGuard(connection_budget(server.max_connections))
+        # A handshake is closed after header_timeout; a second more and its slot is free.
+        self.guard = ConnectionGuard(
+            connection_budget(server.max_connections), grace=server.header_timeout + 1.0
+        )
         self._servers: list[asyncio.Server] = []
 
     def _factory(self, runner: web.AppRunner) -> Callable[[], GuardedRequestHandler]:
         loop = asyncio.get_running_loop()
         assert runner.server is not None
         manager, settings = runner.server, handler_settings(self.config)
-        # A handshake never finishes after the timeout; then the slot is free again.
-        handshake = self.config.header_timeout
 
         def make() -> GuardedRequestHandler:
-            handler = GuardedRequestHandler(
+            return GuardedRequestHandler(
                 manager,
                 loop=loop,
                 guard=self.guard,
                 header_timeout=self.config.header_timeout,
                 **settings,
             )
-            loop.call_later(handshake + 1.0, handler.release_if_never_made)
-            return handler
 
         return make
 
