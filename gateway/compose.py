@@ -75,10 +75,34 @@ class NotReady(Exception):
 class Composer:
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
+        #: (document, xui) -> its rendering; xui "" for documents of shared sources only.
+        #: Least recently rendered or served first. A user's entries go with the user's
+        #: source instances (`forget`); the size is bounded besides (`_bound`).
         self._cache: dict[tuple[str, str], Rendered] = {}
         self._formats: dict[str, NumberFormat] = {}
         #: Changes from phones not yet applied upstream, shown as if they were.
         self.outbox: Outbox | None = None
+        sources.on_evict.append(self.forget)
+        sources.pins.append(self._writing_users)
+
+    def forget(self, users: set[str]) -> None:
+        """Drop the renderings of `users` (their per-user source instances were dropped)."""
+        for key in self.sources.config.documents:
+            for xui in users:
+                self._cache.pop((key, xui), None)
+
+    def cached_users(self) -> set[str]:
+        """Users with a rendering of their own in the cache."""
+        return {xui for _, xui in self._cache if xui}
+
+    def _writing_users(self) -> set[str]:
+        """Users with changes still pending in the outbox: the instances their changes are
+        applied to (by source instance, and for a re-create, the user's `write_to`) and
+        composed with must stay."""
+        if self.outbox is None:
+            return set()
+        pending = self.outbox._pending.values()  # one pass, however many users there are
+        return {xui for items in pending for item in items for xui in (item.user, item.source_user)}
 
     def numbers_for(self, key: str) -> NumberFormat:
         """The document's number format (one instance, so its cache is shared)."""
@@ -96,16 +120,28 @@ class Composer:
         states = await self.states(document, user)
         if missing := [state.name for state in states if not state.has_data]:
             raise NotReady(missing)
-        inputs = tuple((id(state), state.version) for state in states)
+        inputs = tuple((state.serial, state.version) for state in states)
         inputs += ((0, self.outbox.version if self.outbox else 0),)
         per_user = any(self.sources.is_per_user(name) for name in document.sources)
         cache_key = (key, user.xui if per_user else "")
-        cached = self._cache.get(cache_key)
+        cached = self._cache.pop(cache_key, None)
         if cached is not None and cached.inputs == inputs:
+            self._cache[cache_key] = cached  # now the most recently used
             return cached
         rendered = self._compose(key, document, states, inputs, user)
-        self._cache[cache_key] = rendered
+        if not any(state.evicted for state in states):  # else the user is gone: keep none
+            self._cache[cache_key] = rendered
+            self._bound()
         return rendered
+
+    def _bound(self) -> None:
+        """At most one rendering per document and active user (`forget` keeps it so;
+        this is the backstop): the least recently used go."""
+        limit = (self.sources.config.server.max_active_users + 1) * len(
+            self.sources.config.documents
+        )
+        while len(self._cache) > limit:
+            del self._cache[next(iter(self._cache))]
 
     def _source_entries(
         self, state: SourceState, numbers: NumberFormat

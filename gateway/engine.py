@@ -14,6 +14,7 @@ from gateway.changeset import outbox_items
 from gateway.compose import Composer, Rendered, etag_of, render_entries
 from gateway.config import Config, DocumentConfig
 from gateway.entry import Entry
+from gateway.eviction import evict_idle
 from gateway.gate import Gate
 from gateway.logs import event
 from gateway.merge import merge, with_entry_ids
@@ -118,6 +119,7 @@ class Engine:
                     self.versions.include_poll_times()
                 await self.versions.flush_soon(self.store)
                 await self.outbox.archive_old()
+                await evict_idle(self)  # idle users' state leaves memory
             except Exception as exc:  # a failing database must not end housekeeping
                 event(
                     "housekeeping_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)

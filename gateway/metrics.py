@@ -82,6 +82,11 @@ class _EngineCollector(Collector):
         for name, count in sorted(totals.items()):
             entries.add_metric([name], count)
         yield entries
+        yield GaugeMetricFamily(
+            "xcap_active_users",
+            "Users whose per-user source instances are in memory",
+            value=self.engine.sources.active_users,
+        )
         outbox = self.engine.outbox
         yield GaugeMetricFamily(
             "xcap_outbox_depth", "Changes from phones not yet applied", value=outbox.depth

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 #: Below this many entries a shrink is not suspicious (a small book emptied on purpose).
 SHRINK_MIN_ENTRIES = 10
+#: Numbers every instance once: what a render cache keys on (an id() is reused after an
+#: instance is dropped, and a new instance of the same user starts at the same version).
+_SERIALS = itertools.count(1)
 
 
 def fingerprint(config: SourceConfig) -> str:
@@ -67,6 +71,12 @@ class SourceState:
         self._dropped_phone_ids: dict[str, str] = {}
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
+        self.serial = next(_SERIALS)
+        #: Requests and background syncs using the instance now (it is not dropped then).
+        self.in_use = 0
+        #: Set when the instance was dropped from memory (an idle user's): whoever still
+        #: holds it may read its contacts, but nothing caches what it composed.
+        self.evicted = False
 
     def href_of(self, entry_id: str) -> str | None:
         """The href of the contact phones know as `entry_id` (a stored phone id, or the
@@ -98,6 +108,18 @@ class SourceState:
     @property
     def has_data(self) -> bool:
         return self.synced_at is not None
+
+    @property
+    def droppable(self) -> bool:
+        """Whether the instance may be dropped from memory now: nobody uses it, and the
+        store holds everything it knows (a reload from there serves the same contacts)."""
+        return not (
+            self.in_use
+            or self.lock.locked()
+            or self._unsaved  # the store missed a change: memory has the only copy
+            or self._dropped_phone_ids  # only memory has them, until the next sync
+            or self.accept_shrink  # an administrator's decision, waiting for the next sync
+        )
 
     async def load(self) -> None:
         """Take the stored snapshot, if any, as the last good data (once)."""

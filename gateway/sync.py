@@ -1,15 +1,25 @@
 """Source instances: one per shared source, one per user for per-user sources (made on
-first use), loaded from the store, synced at start and then on their schedule."""
+first use), loaded from the store, synced at start and then on their schedule.
+
+Per-user instances are dropped from memory when their user has been idle for
+`user_idle_timeout`, and the least recently used go first beyond `max_active_users`;
+their connectors are closed (an upstream session each). What they knew stays in the
+store: the next request makes a new instance that serves the stored snapshot at once.
+An instance in use is never dropped: a request or sync under way, a failed save, or
+(asked through `pins`) changes from phones still waiting in the outbox.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.logs import event
 from gateway.model import UserRef
 from gateway.scheduler import SyncScheduler, retry_delay
 from gateway.source_state import SourceState
@@ -33,6 +43,15 @@ class Sources:
         }
         self._states: dict[tuple[str, str], SourceState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Users with per-user instances -> when last used (time.monotonic), oldest first.
+        self._users: dict[str, float] = {}
+        #: Connectors of dropped instances being closed (awaited by `stop`).
+        self._closing: set[asyncio.Task[None]] = set()
+        #: Told which users' instances were dropped (the render cache forgets them).
+        self.on_evict: list[Callable[[set[str]], None]] = []
+        #: Asked which users must keep their instances (changes pending in the outbox).
+        self.pins: list[Callable[[], set[str]]] = []
+        self.evicted_total = 0
 
     def attach_store(self, store: Store) -> None:
         """Keep snapshots in `store` from now on (instances made earlier included)."""
@@ -44,19 +63,80 @@ class Sources:
         return self._per_user[name]
 
     def state(self, name: str, user: UserRef) -> SourceState:
-        """The instance of `name` that serves `user` (made on first use, not yet synced)."""
-        key = (name, user.xui if self._per_user[name] else "")
+        """The instance of `name` that serves `user` (made on first use, not yet synced).
+        A per-user one counts as a use of its user's state; a user new beyond
+        `max_active_users` makes the least recently used idle users' instances go."""
+        per_user = self._per_user[name]
+        key = (name, user.xui if per_user else "")
         if (state := self._states.get(key)) is None:
             source = self.config.sources[name]
             cls = source.connector_class
-            if self._per_user[name]:
+            if per_user:
                 settings = cls.settings_for_user(source.settings, user.template_values())
                 connector = cls(name, settings, user)
             else:
                 connector = cls(name, source.settings)
             state = self._states[key] = SourceState(name, source, connector, self.store)
             state.metrics = self.metrics
+        if per_user:
+            known = self._users.pop(user.xui, None) is not None
+            self._users[user.xui] = time.monotonic()
+            if not known and len(self._users) > self.config.server.max_active_users:
+                self.evict(keep=user.xui)
         return state
+
+    @property
+    def active_users(self) -> int:
+        """Users whose per-user instances are in memory."""
+        return len(self._users)
+
+    def evict(self, now: float | None = None, keep: str = "") -> set[str]:
+        """Drop the per-user instances of users idle for `user_idle_timeout` (at `now`, a
+        time.monotonic() value) and of the least recently used beyond `max_active_users`,
+        and close their connectors; `keep`: a user about to be served. Users whose
+        instances are in use stay. Returns the users dropped."""
+        now = time.monotonic() if now is None else now
+        server = self.config.server
+        over = len(self._users) - server.max_active_users
+        pinned: set[str] | None = None
+        dropped: set[str] = set()
+        for xui, used in list(self._users.items()):  # least recently used first
+            if over <= 0 and now - used < server.user_idle_timeout:
+                break  # the rest were used later still
+            if xui == keep:
+                continue
+            if pinned is None:
+                pinned = set().union(*(pin() for pin in self.pins))
+            states = [
+                state
+                for name, per_user in self._per_user.items()
+                if per_user and (state := self._states.get((name, xui))) is not None
+            ]
+            if xui in pinned or not all(state.droppable for state in states):
+                continue
+            del self._users[xui]
+            for state in states:
+                del self._states[(state.name, xui)]
+                state.evicted = True
+                self._close_later(state)
+            dropped.add(xui)
+            over -= 1
+        if dropped:
+            self.evicted_total += len(dropped)
+            for hook in self.on_evict:
+                hook(dropped)
+            event("users_evicted", logging.DEBUG, users=len(dropped), active=len(self._users))
+        return dropped
+
+    def _close_later(self, state: SourceState) -> None:
+        """Close a dropped instance's connector; requests coming meanwhile have made a new
+        instance already (the old one is out of the table before this runs)."""
+        try:
+            task = asyncio.get_running_loop().create_task(_close(state))
+        except RuntimeError:  # no event loop (a synchronous caller): nothing is open then
+            return
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def states(self) -> list[SourceState]:
         return list(self._states.values())
@@ -64,16 +144,21 @@ class Sources:
     async def ready(self, state: SourceState) -> SourceState:
         """The state with its stored snapshot, synced once if it never was; a stale
         per-user one refreshes in the background."""
-        await state.load()
-        if not state.has_data:
-            if state.lock.locked():
-                return state  # its first sync is under way: not ready yet, don't queue up
-            if state.failures and time.time() - state.attempted_at < retry_delay(state):
-                return state  # failed a moment ago: phones polling must not hammer upstream
-            await state.refresh()
-        elif state.user is not None and _older_than(state.synced_at, state.config.interval):
-            state.synced_at = time.time()  # one background refresh at a time
-            self._spawn(state.refresh())
+        state.in_use += 1  # not dropped while it loads or syncs for this request
+        try:
+            await state.load()
+            if not state.has_data:
+                if state.lock.locked():
+                    return state  # its first sync is under way: not ready yet, don't queue up
+                if state.failures and time.time() - state.attempted_at < retry_delay(state):
+                    return state  # failed a moment ago: phones polling must not hammer upstream
+                await state.refresh()
+            elif state.user is not None and _older_than(state.synced_at, state.config.interval):
+                state.synced_at = time.time()  # one background refresh at a time
+                state.in_use += 1  # until the refresh is done (it takes the lock later)
+                self._spawn(_refresh_in_background(state))
+        finally:
+            state.in_use -= 1
         return state
 
     def shared_states(self) -> list[SourceState]:
@@ -109,6 +194,29 @@ class Sources:
                 await task
         for state in self._states.values():
             await state.connector.close()
+        if self._closing:
+            await asyncio.gather(*list(self._closing))
+
+
+async def _refresh_in_background(state: SourceState) -> None:
+    try:
+        await state.refresh()
+    finally:
+        state.in_use -= 1
+
+
+async def _close(state: SourceState) -> None:
+    try:
+        await state.connector.close()
+    except Exception as exc:  # a close that fails must not keep anything else open
+        event(
+            "connector_close_failed",
+            logging.WARNING,
+            source=state.name,
+            user=state.user_key or None,
+            error=type(exc).__name__,
+            detail=str(exc),
+        )
 
 
 def _older_than(moment: float | None, seconds: float) -> bool:

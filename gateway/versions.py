@@ -9,6 +9,13 @@ answer goes out (`record_durably`; concurrent ones share one transaction), so a 
 never leaves a phone holding a version the gateway cannot name: a PUT merged against a
 forgotten base could delete what the phone never saw. A poll that finds the same version
 again only moves its timestamp, which is written lazily (`flush`).
+
+Memory holds the histories of the users being served, not every user ever served: once
+the database is attached (`load`), a history is read from it the first time it is needed,
+and `evict` drops histories unused for a while (or the least recently used beyond a
+number), only ever ones the database holds exactly: none with a change or poll time not
+yet written, none in a write under way. `prune` deletes the database's served records
+older than `keep_for` of users not in memory, and the versions nobody names any more.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -30,6 +38,18 @@ Entries = Mapping[str, Entry]
 #: Devices per user and document whose versions are kept (the most recently served).
 MAX_DEVICES = 50
 Key = tuple[str, str]  # (document, user) or (document, etag)
+#: How long versions are kept for a document without keep_versions_for (30 days).
+DEFAULT_KEEP_FOR = 30 * 86400.0
+#: Served records are pruned from the database this much later than keep_for says: poll
+#: times reach it within the hour (POLL_TIMES_SECONDS in the engine), so a record whose
+#: stored time is this old is expired in memory too.
+PRUNE_MARGIN = 2 * 3600.0
+#: How often `prune_due` prunes.
+PRUNE_SECONDS = 3600.0
+
+
+#: A history read from the database: its records, and the entries of their versions.
+_Found = tuple[list["Served"], dict[str, Entries]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,17 @@ class Versions:
         self._next_write: asyncio.Future[bool] | None = None
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
+        #: Histories in memory -> when last used (time.monotonic()), least recently first.
+        self._used: dict[Key, float] = {}
+        #: Histories taken by writes under way (kept in memory until those are done).
+        self._in_flight: Counter[Key] = Counter()
+        #: Where histories not in memory are read from (`load`); None: memory is all.
+        self._store: Store | None = None
+        #: Most histories in memory (given by `evict`); a new one beyond drops the oldest.
+        self.max_histories: int | None = None
+        #: Histories being read in a worker thread -> [readers, drops meanwhile].
+        self._reading: dict[Key, list[int]] = {}
+        self._prune_due = 0.0
 
     def configure(self, keep: Mapping[str, int], keep_for: Mapping[str, float]) -> None:
         """New limits from a reloaded configuration; what was served is kept."""
@@ -86,7 +117,7 @@ class Versions:
         """`device` of `user` now holds version `etag` of `document` (`sent`: the body of
         its PUT). True when that is news (the device held another version), i.e.
         something to write durably."""
-        history = self._served.setdefault((document, user), [])
+        history = self._history(document, user)
         now = time.time()
         mine = [s for s in history if s.device == device]
         for served in mine:
@@ -122,6 +153,7 @@ class Versions:
         """`record`, and when it is news, written before returning. A failing database is
         logged, not raised: the phone is served all the same, and a PUT without a known
         base deletes nothing."""
+        await self._ensure(document, user)
         if self.record(document, user, device, etag, entries, sent) and store is not None:
             await self._write_soon(store)
 
@@ -167,7 +199,7 @@ class Versions:
         entries would read as deleted). None when it cannot be named (nothing served to
         this device, or an ETag never issued or no longer kept): the merge then deletes
         nothing."""
-        history = self._served.get((document, user), [])
+        history = self._history(document, user)
         if if_match is not None:
             named = {s.etag for s in history}
             for etag in if_match:
@@ -192,17 +224,154 @@ class Versions:
         """Every entry of the versions this device holds or held (newest wins): where an
         entry the phone sent without its id finds the id it was given."""
         held: dict[str, Entry] = {}
-        for served in self._served.get((document, user), []):
+        for served in self._history(document, user):
             if served.device == device:
                 held.update(self._contents.get((document, served.etag), {}))
         return held
 
     def served_counts(self) -> dict[str, int]:
-        """Per document, how many users were served it."""
+        """Per document, how many users were served it (in memory or in the database)."""
+        users = {key for key, history in self._served.items() if history}
+        if self._store is not None:
+            with contextlib.suppress(Exception), self._store.transaction() as db:
+                users.update(db.execute("SELECT DISTINCT document, user FROM served"))
         counts: dict[str, int] = {}
-        for document, _ in self._served:
+        for document, _ in users:
             counts[document] = counts.get(document, 0) + 1
         return counts
+
+    # --- memory: histories read when needed, dropped when idle ---------------------------
+
+    def _history(self, document: str, user: str) -> list[Served]:
+        """The history of (document, user), read from the database if not in memory (on
+        the event loop: `_ensure` reads it in a worker thread first where it can)."""
+        key = (document, user)
+        history = self._served.get(key)
+        if history is None:
+            if self._store is None:
+                history = self._served[key] = []
+            else:
+                history = self._install(key, self._read_or_log(self._store, key))
+        self._use(key)
+        return history
+
+    async def _ensure(self, document: str, user: str) -> None:
+        """Read the history of (document, user) into memory if it is not there."""
+        key = (document, user)
+        if key in self._served or self._store is None:
+            return
+        # [readers, drops]: a history read, written and dropped again while this read
+        # ran is read once more (what this one found may miss the write).
+        reading = self._reading.setdefault(key, [0, 0])
+        reading[0] += 1
+        try:
+            while key not in self._served:
+                drops = reading[1]
+                found = await asyncio.to_thread(self._read_or_log, self._store, key)
+                if key not in self._served and reading[1] == drops:
+                    self._install(key, found)
+                    self._use(key)
+        finally:
+            reading[0] -= 1
+            if not reading[0]:
+                del self._reading[key]
+
+    def _read_or_log(self, store: Store, key: Key) -> _Found:
+        """A failing database reads as no history: merges then delete nothing."""
+        try:
+            return self.read(store, key, time.time() - self.keep_for.get(key[0], DEFAULT_KEEP_FOR))
+        except Exception as exc:
+            event("versions_read_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
+            return [], {}
+
+    @staticmethod
+    def read(store: Store, key: Key, oldest: float) -> _Found:
+        """Blocking: a history's records served since `oldest`, and their versions."""
+        document, user = key
+        with store.transaction() as db:
+            rows = db.execute(
+                "SELECT device, etag, served_at, sent FROM served WHERE document=? AND user=?"
+                " AND served_at >= ? ORDER BY served_at",
+                (document, user, oldest),
+            ).fetchall()
+            etags = sorted({row[1] for row in rows})
+            texts = [
+                db.execute(
+                    "SELECT entries FROM versions WHERE document=? AND etag=?", (document, etag)
+                ).fetchone()
+                for etag in etags
+            ]
+        contents: dict[str, Entries] = {
+            etag: _decode(text[0]) for etag, text in zip(etags, texts, strict=True) if text
+        }
+        history = [Served(etag, device, at, bool(sent)) for device, etag, at, sent in rows]
+        return history, contents
+
+    def _install(self, key: Key, found: _Found) -> list[Served]:
+        history, contents = found
+        document = key[0]
+        for served in history:
+            version = (document, served.etag)
+            if version not in self._contents and served.etag in contents:
+                self._contents[version] = contents[served.etag]
+                self._saved.add(version)
+            self._refs[version] += 1
+        self._served[key] = history
+        return history
+
+    def _use(self, key: Key) -> None:
+        known = self._used.pop(key, None) is not None
+        self._used[key] = time.monotonic()
+        if not known and self.max_histories is not None and len(self._used) > self.max_histories:
+            self._evict(math.inf, self.max_histories, time.monotonic(), keep=key)
+
+    def evict(self, idle: float, max_histories: int, now: float | None = None) -> int:
+        """Drop from memory the histories unused for `idle` seconds (at `now`, a
+        time.monotonic() value), and the least recently used beyond `max_histories` (a
+        bound also kept as new ones come). Only histories the database holds exactly go:
+        one with poll times not yet written is written by the next flush, then dropped.
+        Returns how many were dropped."""
+        self.max_histories = max_histories
+        return self._evict(idle, max_histories, time.monotonic() if now is None else now)
+
+    def _evict(self, idle: float, max_histories: int, now: float, keep: Key | None = None) -> int:
+        if self._store is None:  # nowhere to read them back from
+            return 0
+        over = len(self._used) - max_histories
+        dropped = 0
+        for key, used in list(self._used.items()):  # least recently used first
+            if over <= 0 and now - used < idle:
+                break
+            if key == keep or key in self._dirty or self._in_flight[key]:
+                continue
+            if key in self._touched:  # its poll times go with the next flush
+                self._touched.discard(key)
+                self._dirty.add(key)
+                continue
+            self._drop(key)
+            dropped += 1
+            over -= 1
+        return dropped
+
+    def _drop(self, key: Key) -> None:
+        del self._used[key]
+        if (reading := self._reading.get(key)) is not None:
+            reading[1] += 1
+        for served in self._served.pop(key, []):
+            version = (key[0], served.etag)
+            self._refs[version] -= 1
+            if self._refs[version] <= 0:  # named by histories in the database only
+                del self._refs[version]
+                self._contents.pop(version, None)
+                self._saved.discard(version)
+
+    @property
+    def histories(self) -> int:
+        """Histories in memory."""
+        return len(self._served)
+
+    def users_in_memory(self) -> set[str]:
+        return {user for _, user in self._served}
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -259,10 +428,12 @@ class Versions:
 
     def _written(self, batch: _Batch) -> bool:
         self._saved |= {key for key, _ in batch.versions}
+        self._in_flight -= Counter((document, user) for document, user, _ in batch.served)
         return True
 
     def _failed(self, batch: _Batch, exc: Exception) -> bool:
         """What was not written goes back for the next write; the failure is logged."""
+        self._in_flight -= Counter((document, user) for document, user, _ in batch.served)
         self._dirty |= {(document, user) for document, user, _ in batch.served}
         self._forgotten |= {key for key in batch.forgotten if key not in self._refs}
         event("versions_write_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
@@ -284,6 +455,7 @@ class Versions:
             )
             for document, user in dirty
         ]
+        self._in_flight.update(dirty)
         wanted = {(document, row[1]) for document, _, rows in served for row in rows}
         versions = [
             (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
@@ -319,25 +491,82 @@ class Versions:
             )
 
     def load(self, store: Store) -> None:
+        """Read histories from `store` from now on, each when first needed; delete the
+        versions no served record names (blocking)."""
         with store.transaction() as db:
-            rows = db.execute(
-                "SELECT document, user, device, etag, served_at, sent FROM served"
-                " ORDER BY served_at"
-            ).fetchall()
-            contents = db.execute("SELECT document, etag, entries FROM versions").fetchall()
-        for document, etag, text in contents:
-            entries = [entry_from_json(item) for item in json.loads(text)]
-            self._contents[(document, etag)] = {e.entry_id: e for e in entries}
-            self._saved.add((document, etag))
-        for document, user, device, etag, at, sent in rows:
-            self._served.setdefault((document, user), []).append(
-                Served(etag, device, at, bool(sent))
+            db.execute(
+                "DELETE FROM versions WHERE (document, etag) NOT IN"
+                " (SELECT document, etag FROM served)"
             )
-            self._refs[(document, etag)] += 1
-        for key in [key for key in self._contents if key not in self._refs]:
-            del self._contents[key]
-            self._saved.discard(key)
-            self._forgotten.add(key)
+        self._store = store
+
+    async def prune_due(self) -> int:
+        """`prune`, once every PRUNE_SECONDS (housekeeping)."""
+        if time.monotonic() < self._prune_due:
+            return 0
+        self._prune_due = time.monotonic() + PRUNE_SECONDS
+        return await self.prune()
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete from the database the served records older than their document's
+        `keep_for` (plus PRUNE_MARGIN) of histories not in memory (those in memory are
+        written as they are, and age out there), then the versions nobody names. Returns
+        how many records were deleted."""
+        if self._store is None:
+            return 0
+        keep_for = dict(self.keep_for)
+        resident = list(self._served)
+        named = list(self._refs)
+        when = time.time() if now is None else now
+        try:
+            return await asyncio.to_thread(
+                self._prune, self._store, when, keep_for, resident, named
+            )
+        except Exception as exc:
+            event("versions_prune_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
+            return 0
+
+    @staticmethod
+    def _prune(
+        store: Store,
+        now: float,
+        keep_for: Mapping[str, float],
+        resident: list[Key],
+        named: list[Key],
+    ) -> int:
+        pruned = 0
+        with store.transaction() as db:
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS resident (document TEXT, user TEXT,"
+                " PRIMARY KEY (document, user))"
+            )
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS named (document TEXT, etag TEXT,"
+                " PRIMARY KEY (document, etag))"
+            )
+            db.executemany("INSERT OR IGNORE INTO temp.resident VALUES (?, ?)", resident)
+            db.executemany("INSERT OR IGNORE INTO temp.named VALUES (?, ?)", named)
+            documents = [row[0] for row in db.execute("SELECT DISTINCT document FROM served")]
+            for document in documents:
+                oldest = now - keep_for.get(document, DEFAULT_KEEP_FOR) - PRUNE_MARGIN
+                pruned += db.execute(
+                    "DELETE FROM served WHERE document=? AND served_at < ? AND (document, user)"
+                    " NOT IN (SELECT document, user FROM temp.resident)",
+                    (document, oldest),
+                ).rowcount
+            db.execute(
+                "DELETE FROM versions WHERE (document, etag) NOT IN"
+                " (SELECT document, etag FROM served) AND (document, etag) NOT IN"
+                " (SELECT document, etag FROM temp.named)"
+            )
+            db.execute("DELETE FROM temp.resident")
+            db.execute("DELETE FROM temp.named")
+        return pruned
+
+
+def _decode(text: str) -> dict[str, Entry]:
+    entries = [entry_from_json(item) for item in json.loads(text)]
+    return {e.entry_id: e for e in entries}
 
 
 def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int]:
