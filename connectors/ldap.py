@@ -26,7 +26,7 @@ from ldap3.utils.dn import escape_rdn
 from pydantic import SecretStr
 
 from connectors import ldap_syncrepl as syncrepl
-from connectors.ldap_client import SCOPES, Entry, LdapClient, check
+from connectors.ldap_client import SCOPES, Entry, InvalidCredentials, LdapClient, check
 from connectors.ldap_entry import (
     entry_to_contact,
     holds_exactly,
@@ -133,8 +133,8 @@ class LdapConnector(Connector[LdapSettings]):
         )
         try:
             user.open().unbind()
-        except Unavailable:
-            return False
+        except InvalidCredentials:
+            return False  # any other Unavailable is an outage: the caller answers 503
         return True
 
     async def create(self, contact: Contact) -> Contact:

@@ -43,6 +43,11 @@ def _describe_socket_error(url: str, exc: Exception) -> str:
     return f"{url}: cannot connect ({text})"
 
 
+class InvalidCredentials(Unavailable):
+    """A server answered the bind with invalid credentials (49): for the gateway's own
+    bind_dn a configuration error like any Unavailable, for a user's bind a wrong password."""
+
+
 class LdapClient:
     def __init__(self, settings: LdapSettings) -> None:
         self.settings = settings
@@ -99,7 +104,7 @@ class LdapClient:
                 continue
             if result.get("result") == 49:
                 who = self.settings.bind_dn or "anonymous"
-                raise Unavailable(
+                raise InvalidCredentials(
                     f"bind as {who} rejected (invalid credentials): check bind_dn and password"
                 )
             failures.append(f"{url}: bind failed: {describe(result)}")

@@ -115,7 +115,8 @@ def answer(
     response = h(f"{ha1}:{nonce}:{nc}:abc:auth:{ha2}".encode()).hexdigest()
     return (
         f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-        f'algorithm={algorithm}, response="{response}", qop=auth, nc={nc}, cnonce="abc"'
+        f'algorithm={algorithm}, response="{response}", qop=auth, nc={nc}, cnonce="abc", '
+        f"opaque={params['opaque']}"
     )
 
 
@@ -144,7 +145,7 @@ async def test_a_replayed_nonce_count_is_refused_and_an_expired_nonce_is_stale(
 
 def test_forged_nonces_are_refused() -> None:
     digest = Digest(60)
-    nonce = digest.nonce()
+    nonce = digest.nonce("r")
     forged = nonce[:-1] + ("0" if nonce[-1] != "0" else "1")
     header = f'username="a", realm="r", nonce="{forged}", uri="/", response="x", qop=auth, nc=1, cnonce="c"'
     with pytest.raises(DigestFailed, match="forged"):
@@ -170,7 +171,7 @@ async def test_failures_from_one_address_block_that_address(
     aiohttp_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
 ) -> None:
     client = await aiohttp_client(
-        create_app(digest_config(make_config, tmp_path, "max_failures = 3"))
+        create_app(digest_config(make_config, tmp_path, "max_failures_per_address = 3"))
     )
     # One failure per user name: no user reaches the limit, the address does.
     for user in ("alice", "bob", "nobody"):
@@ -188,7 +189,7 @@ async def test_failures_for_one_user_from_many_addresses_block_that_user(
     """A guesser spreading over addresses: each address stays under the limit, the user
     does not, and then not even the right password gets in until the window is over."""
     client = await aiohttp_client(
-        create_app(digest_config(make_config, tmp_path, "max_failures = 3"))
+        create_app(digest_config(make_config, tmp_path, "max_failures_per_user = 3"))
     )
     for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         assert await status_from(client, address, "alice", "guess") == 401

@@ -1,44 +1,168 @@
-"""Failed-login rate limiting, per client address and per user name."""
+"""Failed-login rate limiting in three scopes: one address and user name together
+(`max_failures`), one user name from every address (`max_failures_per_user`), and one
+address for every name (`max_failures_per_address`, highest: a NAT or a reverse proxy
+carries many users).
+
+An attempt is counted from before its password check: `begin` admits it only while the
+failures plus the attempts still in flight stay under every limit, so a burst of
+concurrent logins cannot all pass the check before the first failure is counted. An
+attempt that would reach a limit only through attempts in flight waits for them to end
+(they may succeed) instead of being refused; one refused by failures alone gets the wait.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
+from dataclasses import dataclass, field
+
+Key = tuple[str, ...]
+#: Past this many keys, expired ones are swept (and, if still past it, the oldest dropped).
+MAX_KEYS = 100_000
+
+
+@dataclass
+class _Record:
+    failures: deque[float] = field(default_factory=deque)
+    in_flight: int = 0
+
+
+class Attempt:
+    """One admitted login attempt: end it with exactly one of `failed`, `succeeded` or
+    `abandoned` (neither: an outage, a stale nonce, a malformed request)."""
+
+    def __init__(self, limiter: FailureLimiter, keys: list[Key]) -> None:
+        self._limiter = limiter
+        self._keys = keys
+        self._open = True
+
+    def failed(self) -> None:
+        if self._open:
+            self._open = False
+            self._limiter._end(self._keys, failed=True)
+
+    def succeeded(self) -> None:
+        if self._open:
+            self._open = False
+            self._limiter._end(self._keys, failed=False)
+            # The pair's own earlier mistakes are forgiven; the per-user and per-address
+            # counts are not, or a user logging in would reset a guesser's count.
+            if len(self._keys) == 3:
+                self._limiter._forget(self._keys[2])
+
+    def abandoned(self) -> None:
+        if self._open:
+            self._open = False
+            self._limiter._end(self._keys, failed=False)
 
 
 class FailureLimiter:
-    def __init__(self, max_failures: int, window: float) -> None:
-        self.max_failures = max_failures
+    def __init__(
+        self,
+        window: float,
+        max_failures: int,
+        max_per_user: int | None = None,
+        max_per_address: int | None = None,
+    ) -> None:
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self.configure(window, max_failures, max_per_user, max_per_address)
+        self._records: dict[Key, _Record] = {}
+        self._changed: asyncio.Event | None = None
 
-    def _recent(self, key: str) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
+    def configure(
+        self,
+        window: float,
+        max_failures: int,
+        max_per_user: int | None = None,
+        max_per_address: int | None = None,
+    ) -> None:
+        self.window = window
+        self._limits = {
+            "pair": max_failures,
+            "user": max_per_user or max_failures,
+            "addr": max_per_address or max_failures,
+        }
+
+    @staticmethod
+    def _keys(address: str, user: str | None) -> list[Key]:
+        if user is None:
+            return [("addr", address)]
+        return [("addr", address), ("user", user), ("pair", address, user)]
+
+    def _failures(self, key: Key) -> int:
+        record = self._records.get(key)
+        if record is None:
+            return 0
         horizon = time.monotonic() - self.window
-        while times and times[0] < horizon:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
+        while record.failures and record.failures[0] < horizon:
+            record.failures.popleft()
+        if not record.failures and not record.in_flight:
+            del self._records[key]
+        return len(record.failures)
 
-    def blocked(self, *keys: str) -> float:
-        """Seconds until any of `keys` may try again (0: allowed)."""
+    def _wait(self, key: Key) -> float:
+        record = self._records[key]
+        return max(0.0, record.failures[0] + self.window - time.monotonic())
+
+    def blocked(self, address: str, user: str | None = None) -> float:
+        """Seconds until failures alone stop blocking `address` (and `user` there): 0 if
+        they do not."""
         wait = 0.0
-        for key in keys:
-            times = self._recent(key)
-            if len(times) >= self.max_failures:
-                wait = max(wait, times[0] + self.window - time.monotonic())
+        for key in self._keys(address, user):
+            if self._failures(key) >= self._limits[key[0]]:
+                wait = max(wait, self._wait(key))
         return wait
 
-    def failed(self, *keys: str) -> None:
+    async def begin(self, address: str, user: str | None) -> Attempt | float:
+        """An Attempt counted as in flight, or the seconds to wait (blocked)."""
+        keys = self._keys(address, user)
+        while True:
+            if wait := self.blocked(address, user):
+                return wait
+            if all(
+                self._failures(key) + self._in_flight(key) < self._limits[key[0]] for key in keys
+            ):
+                break
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+        for key in keys:
+            self._records.setdefault(key, _Record()).in_flight += 1
+        return Attempt(self, keys)
+
+    def _in_flight(self, key: Key) -> int:
+        record = self._records.get(key)
+        return record.in_flight if record is not None else 0
+
+    def _end(self, keys: list[Key], failed: bool) -> None:
         now = time.monotonic()
         for key in keys:
-            self._failures.setdefault(key, deque()).append(now)
-        if len(self._failures) > 100_000:  # an address scan: forget the oldest
-            for key in list(self._failures)[: len(self._failures) // 2]:
-                del self._failures[key]
+            record = self._records.setdefault(key, _Record())
+            record.in_flight = max(0, record.in_flight - 1)
+            if failed:
+                record.failures.append(now)
+            elif not record.failures and not record.in_flight:
+                del self._records[key]
+        if self._changed is not None:  # wake the attempts waiting on these
+            self._changed.set()
+            self._changed = None
+        if failed and len(self._records) > MAX_KEYS:
+            self._sweep()
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+    def _forget(self, key: Key) -> None:
+        record = self._records.get(key)
+        if record is not None:
+            record.failures.clear()
+            if not record.in_flight:
+                del self._records[key]
+
+    def _sweep(self) -> None:
+        """An address or name scan: drop what has expired, then, if that is not enough,
+        the oldest half (their failures are forgotten early; in-flight ones are kept)."""
+        for key in list(self._records):
+            self._failures(key)
+        if len(self._records) > MAX_KEYS:
+            idle = [key for key, record in self._records.items() if not record.in_flight]
+            for key in idle[: len(self._records) // 2]:
+                del self._records[key]

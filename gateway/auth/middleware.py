@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from gateway.auth.digest import Digest, DigestFailed
-from gateway.auth.limits import FailureLimiter
+from gateway.auth.digest import Digest, DigestFailed, UriMismatch, parse_params
+from gateway.auth.limits import Attempt, FailureLimiter
 from gateway.auth.users import UserFile
 from gateway.config import AuthConfig, Config
 from gateway.logs import event
@@ -25,6 +25,28 @@ OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
 #: The authenticated login name, for handlers that need it.
 LOGIN = web.RequestKey("login", str)
 READS = {"GET", "HEAD"}
+#: Retry-After when the directory that checks passwords cannot be reached.
+UNAVAILABLE_RETRY_SECONDS = 30
+#: Log no more of a user name sent by a client than this.
+LOGGED_NAME_CHARS = 100
+
+
+class PasswordCheckUnavailable(Exception):
+    """A password check could not be made (the directory is down): not a wrong password."""
+
+
+def _loggable(name: str | None) -> str | None:
+    """A client-sent name for the log: control characters escaped, length bounded."""
+    if name is None:
+        return None
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name[:LOGGED_NAME_CHARS])
+    return shown + ("…" if len(name) > LOGGED_NAME_CHARS else "")
+
+
+def _too_many(wait: float) -> web.HTTPTooManyRequests:
+    return web.HTTPTooManyRequests(
+        text="too many failed logins; try later\n", headers={"Retry-After": str(int(wait) + 1)}
+    )
 
 
 class Authenticator:
@@ -39,13 +61,25 @@ class Authenticator:
         self.auth: AuthConfig = config.auth
         self.users = UserFile(self.auth.users_file) if self.auth.users_file else None
         self.digest = Digest(self.auth.nonce_lifetime)
-        self.limiter = FailureLimiter(self.auth.max_failures, self.auth.failure_window)
+        self.limiter = FailureLimiter(
+            self.auth.failure_window,
+            self.auth.max_failures,
+            self.auth.max_failures_per_user,
+            self.auth.max_failures_per_address,
+        )
         self.ldap_check = ldap_check
 
     def reload(self, config: Config) -> None:
-        """New users file, realms, admins; nonces and failure counts carry over."""
+        """New users file, realms, admins, limits; nonces and failure counts carry over."""
         self.config, self.auth = config, config.auth
         self.users = UserFile(self.auth.users_file) if self.auth.users_file else None
+        self.digest.lifetime = self.auth.nonce_lifetime
+        self.limiter.configure(
+            self.auth.failure_window,
+            self.auth.max_failures,
+            self.auth.max_failures_per_user,
+            self.auth.max_failures_per_address,
+        )
 
     def realm_for(self, path: XcapPath | None) -> str:
         domain = path.user.domain if path is not None and path.user is not None else ""
@@ -55,29 +89,25 @@ class Authenticator:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.auth.mode == "none" or request.path in OPEN_PATHS:
             return await handler(request)
+        if self.auth.mode == "basic" and not request.secure and not self.auth.allow_insecure_basic:
+            # No challenge here: a client that got one would send its password in clear.
+            raise web.HTTPForbidden(text="basic authentication needs HTTPS\n")
         path = request_path(request, self.config.server.xcap_root)
         realm = self.realm_for(path)
-        client = f"addr:{request.remote}"
-        if wait := self.limiter.blocked(client):
-            raise web.HTTPTooManyRequests(
-                text="too many failed logins; try later\n",
-                headers={"Retry-After": str(int(wait) + 1)},
-            )
-        header = request.headers.get(hdrs.AUTHORIZATION, "")
-        try:
-            login = await self._login(request, header, realm)
-        except DigestFailed as exc:
-            return self._refuse(request, realm, client, exc.user, str(exc), exc.stale)
+        address = request.remote or "-"
+        if wait := self.limiter.blocked(address):
+            raise _too_many(wait)
+        scheme, _, credentials = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
+        if self.auth.mode == "digest" and scheme.lower() == "digest" and self.users is not None:
+            login = await self._digest(request, credentials, realm, address)
+        elif self.auth.mode == "basic" and scheme.lower() == "basic":
+            login = await self._basic(request, credentials, realm, address)
+        else:
+            login = None  # no credentials (of the scheme asked for): a challenge, not a failure
         if login is None:
-            return self._refuse(request, realm, client, None, "no credentials", False)
-        if wait := self.limiter.blocked(f"user:{login}"):
-            # A block holds for every attempt while it lasts, the right password included:
-            # else a guesser spread over many addresses would learn when it hit.
-            raise web.HTTPTooManyRequests(
-                text="too many failed logins; try later\n",
-                headers={"Retry-After": str(int(wait) + 1)},
-            )
-        self.limiter.succeeded(f"user:{login}")
+            return self._challenge(realm, stale=False)
+        if isinstance(login, web.Response):
+            return login
         if not self._allowed(login, path, request.method):
             event(
                 "forbidden", logging.WARNING, user=login, method=request.method, path=request.path
@@ -86,27 +116,64 @@ class Authenticator:
         request[LOGIN] = login
         return await handler(request)
 
-    async def _login(self, request: web.Request, header: str, realm: str) -> str | None:
-        scheme, _, credentials = header.partition(" ")
-        if self.auth.mode == "digest" and scheme.lower() == "digest":
-            if self.users is None:
-                return None
-            return self.digest.verify(
+    async def _begin(self, address: str, user: str | None) -> Attempt:
+        """The attempt, counted as in flight; 429 if a block holds (for every attempt while
+        it lasts, the right password included: else a guesser would learn when it hit)."""
+        attempt = await self.limiter.begin(address, user)
+        if not isinstance(attempt, Attempt):
+            raise _too_many(attempt)
+        return attempt
+
+    async def _digest(
+        self, request: web.Request, credentials: str, realm: str, address: str
+    ) -> str | web.Response:
+        assert self.users is not None
+        try:
+            user: str | None = parse_params(credentials).get("username")
+        except DigestFailed:
+            user = None
+        attempt = await self._begin(address, user)
+        try:
+            login = self.digest.verify(
                 credentials, request.method, request.raw_path, realm, self.users.digest_ha1
             )
-        if self.auth.mode == "basic" and scheme.lower() == "basic":
-            if not request.secure and not self.auth.allow_insecure_basic:
-                raise web.HTTPForbidden(text="basic authentication needs HTTPS\n")
-            try:
-                login, _, password = (
-                    base64.b64decode(credentials, validate=True).decode().partition(":")
-                )
-            except (ValueError, UnicodeDecodeError):
-                raise DigestFailed("malformed basic credentials") from None
-            if await self._check_password(login, password):
-                return login
-            raise DigestFailed("wrong password", user=login)
-        return None
+        except UriMismatch:
+            attempt.abandoned()
+            raise web.HTTPBadRequest(text="the digest uri is not this request's target\n") from None
+        except DigestFailed as exc:
+            if exc.stale:
+                attempt.abandoned()  # the right password, an old nonce: fetch a new one
+                return self._challenge(realm, stale=True)
+            return self._failed(request, attempt, realm, exc.user, str(exc))
+        attempt.succeeded()
+        return login
+
+    async def _basic(
+        self, request: web.Request, credentials: str, realm: str, address: str
+    ) -> str | web.Response:
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            attempt = await self._begin(address, None)
+            return self._failed(request, attempt, realm, None, "malformed basic credentials")
+        login, _, password = decoded.partition(":")
+        attempt = await self._begin(address, login)
+        try:
+            right = await self._check_password(login, password)
+        except PasswordCheckUnavailable as exc:
+            attempt.abandoned()
+            event("auth_unavailable", logging.ERROR, user=_loggable(login), detail=str(exc))
+            raise web.HTTPServiceUnavailable(
+                text="the password check is unavailable; try later\n",
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
+            ) from None
+        except BaseException:
+            attempt.abandoned()  # cancelled: the answer is never sent, so nothing is learnt
+            raise
+        if not right:
+            return self._failed(request, attempt, realm, login, "wrong password")
+        attempt.succeeded()
+        return login
 
     async def _check_password(self, login: str, password: str) -> bool:
         if self.users is not None and await asyncio.to_thread(
@@ -115,25 +182,22 @@ class Authenticator:
             return True
         return self.ldap_check is not None and await self.ldap_check(login, password)
 
-    def _refuse(
-        self,
-        request: web.Request,
-        realm: str,
-        client: str,
-        user: str | None,
-        reason: str,
-        stale: bool,
+    def _failed(
+        self, request: web.Request, attempt: Attempt, realm: str, user: str | None, reason: str
     ) -> web.Response:
-        if user and (wait := self.limiter.blocked(f"user:{user}")):
-            raise web.HTTPTooManyRequests(
-                text="too many failed logins; try later\n",
-                headers={"Retry-After": str(int(wait) + 1)},
-            )
-        if reason != "no credentials" and not stale:
-            if self.metrics is not None:
-                self.metrics.auth_failures.inc()
-            self.limiter.failed(client, *([f"user:{user}"] if user else []))
-            event("auth_failed", logging.WARNING, client=request.remote, user=user, reason=reason)
+        attempt.failed()
+        if self.metrics is not None:
+            self.metrics.auth_failures.inc()
+        event(
+            "auth_failed",
+            logging.WARNING,
+            client=request.remote,
+            user=_loggable(user),
+            reason=reason,
+        )
+        return self._challenge(realm, stale=False)
+
+    def _challenge(self, realm: str, stale: bool) -> web.Response:
         if self.auth.mode == "digest":
             algorithms = self.users.algorithms() if self.users else ["MD5"]
             challenges = self.digest.challenges(realm, algorithms, stale)

@@ -1,26 +1,75 @@
 """User files: Apache htdigest (digest) and htpasswd (basic), re-read when they change.
 
 htdigest lines are `user:realm:HA1`; a 32-hex HA1 is MD5, a 64-hex one SHA-256 (add both
-for clients of either algorithm). htpasswd lines are `user:hash` with bcrypt (`$2y$…`)
-or SHA-1 (`{SHA}…`) hashes.
+for clients of either algorithm). htpasswd lines are `user:hash` with the hashes Apache's
+`htpasswd` writes: MD5 (`$apr1$`, its default), bcrypt (`$2y$`, also `$2a$`/`$2b$`), SHA-1
+(`{SHA}`) and SHA-256/512-crypt (`$5$`, `$6$`). bcrypt is checked by the bcrypt package,
+the others by passlib (libpass); a hash neither can read fails the login, like a wrong
+password. Like Apache, bcrypt looks at the first 72 bytes of a password only.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import os
+import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import bcrypt
+from passlib.context import CryptContext  # type: ignore[import-untyped]  # libpass: no stubs
 
 from gateway.logs import event
 
 #: How often the file's modification time is looked at.
 CHECK_SECONDS = 2.0
+BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
+_BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+_SHA1 = re.compile(r"\{SHA\}[A-Za-z0-9+/]{27}=")
+#: bcrypt's input limit; Apache's htpasswd (and bcrypt before 5.0) cut passwords there.
+BCRYPT_MAX_BYTES = 72
+#: The htpasswd schemes besides bcrypt. No DES crypt (8 characters) and no plain text.
+_CONTEXT = CryptContext(schemes=["apr_md5_crypt", "ldap_sha1", "sha256_crypt", "sha512_crypt"])
+#: Checked for an unknown user when the file has no hash: the cost of `htpasswd -B`.
+_FALLBACK_DUMMY = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(rounds=5)).decode()
+
+
+def _verify(password: str, stored: str) -> bool:
+    """Whether `password` matches the htpasswd hash `stored`; False for a hash that does
+    not parse (never an exception)."""
+    secret = password.encode("utf-8", "surrogateescape")
+    try:
+        if stored.startswith(BCRYPT_PREFIXES):
+            # $2y$ and $2a$ (from a correct implementation) are $2b$.
+            return bcrypt.checkpw(secret[:BCRYPT_MAX_BYTES], b"$2b$" + stored[4:].encode())
+        return bool(_CONTEXT.verify(secret, stored))
+    except (ValueError, TypeError):
+        return False
+
+
+def _parses(stored: str) -> bool:
+    """Whether `stored` is a whole hash of a scheme read here (not just its prefix)."""
+    if stored.startswith(BCRYPT_PREFIXES):
+        return _BCRYPT.fullmatch(stored) is not None
+    if stored.startswith("{SHA}"):
+        return _SHA1.fullmatch(stored) is not None
+    scheme = _CONTEXT.identify(stored)
+    if scheme is None:
+        return False
+    try:
+        return _CONTEXT.handler(scheme).from_string(stored).checksum is not None
+    except (ValueError, TypeError):
+        return False
+
+
+def _cost_class(stored: str) -> str:
+    """The scheme and cost parameter of a hash: hashes of one class take equally long."""
+    if stored.startswith(BCRYPT_PREFIXES):
+        return "bcrypt" + stored[3:7]
+    if stored.startswith(("$5$", "$6$")):
+        return stored[:3] + (stored.split("$", 3)[2] if stored[3:10] == "rounds=" else "")
+    return stored.split("$", 2)[1] if stored.startswith("$") else stored[:5]
 
 
 class UserFile:
@@ -29,6 +78,7 @@ class UserFile:
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
         self._lines: dict[str, list[list[str]]] = {}
+        self._dummy = _FALLBACK_DUMMY
 
     def _entries(self) -> dict[str, list[list[str]]]:
         now = time.monotonic()
@@ -41,8 +91,14 @@ class UserFile:
                 return self._lines
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
-                self._stamp = stamp
-                self._lines = self._read()
+                try:
+                    lines = self._read()
+                except (OSError, UnicodeDecodeError) as exc:
+                    detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                    event("users_file_unreadable", logging.ERROR, path=self.path, detail=detail)
+                    return self._lines
+                self._stamp, self._lines = stamp, lines
+                self._dummy = self._pick_dummy(lines)
                 event("users_file_loaded", path=self.path, users=len(self._lines))
         return self._lines
 
@@ -53,6 +109,17 @@ class UserFile:
                 fields = raw.strip().split(":")
                 lines.setdefault(fields[0], []).append(fields[1:])
         return lines
+
+    @staticmethod
+    def _pick_dummy(lines: dict[str, list[list[str]]]) -> str:
+        """A hash of the file's most common scheme and cost, checked for unknown users so
+        they take as long as most known ones (else the answer time tells who exists)."""
+        hashes = [":".join(fields[0]) for fields in lines.values() if fields]
+        usable = [h for h in hashes if _parses(h)]
+        if not usable:
+            return _FALLBACK_DUMMY
+        common, _ = Counter(_cost_class(h) for h in usable).most_common(1)[0]
+        return next(h for h in usable if _cost_class(h) == common)
 
     def algorithms(self) -> list[str]:
         """The digest algorithms the file has hashes for, strongest first."""
@@ -68,13 +135,10 @@ class UserFile:
         return None
 
     def check_password(self, user: str, password: str) -> bool:
-        """Blocking (bcrypt is slow on purpose): call from a worker thread."""
-        for fields in self._entries().get(user, []):
-            stored = ":".join(fields)
-            if stored.startswith(("$2y$", "$2b$", "$2a$")):
-                candidate = b"$2b$" + stored[4:].encode()
-                return bcrypt.checkpw(password.encode(), candidate)
-            if stored.startswith("{SHA}"):
-                digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
-                return hmac.compare_digest(stored[5:], digest)
-        return False
+        """Blocking (the hashes are slow on purpose): call from a worker thread. An unknown
+        user costs one check against a dummy hash, as long as a known one's."""
+        entries = self._entries().get(user)
+        if not entries:
+            _verify(password, self._dummy)
+            return False
+        return _verify(password, ":".join(entries[0]))
