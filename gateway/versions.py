@@ -351,6 +351,9 @@ class Versions:
             self._drop(key)
             dropped += 1
             over -= 1
+        if dropped > len(self._used):  # a dict never shrinks by itself: copies do
+            self._used, self._served = dict(self._used), dict(self._served)
+            self._contents, self._refs = dict(self._contents), Counter(self._refs)
         return dropped
 
     def _drop(self, key: Key) -> None:
