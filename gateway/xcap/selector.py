@@ -8,12 +8,16 @@ deleting the node one selects in an lxml tree.
 The first step names the document's root. Positions count siblings of the step's name
 (of any name for "*"), as in XPath. Unprefixed element names are in the application's
 default namespace; prefixes come from the request's xmlns() query.
+
+A selector is bounded (MAX_SELECTOR_LENGTH characters, MAX_STEPS steps: far beyond what
+any document served here is deep; SelectorTooLarge, answered 400) and evaluated in one
+walk from the root, so its cost grows with its steps, never with their square.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,10 +40,20 @@ _ATTRIBUTE = re.compile(rf"^@(?P<att>{_QNAME})$")
 #: No document holds a billion siblings: a longer position selects nothing (and int()
 #: refuses strings of more than 4,300 digits).
 MAX_POSITION_DIGITS = 9
+#: Characters of a node selector (percent-decoded; the terminal selector included). Real
+#: ones are far shorter (a list name and an entry URI in predicates: a few hundred).
+MAX_SELECTOR_LENGTH = 6000
+#: Element steps of a node selector: the documents served here are a few levels deep.
+MAX_STEPS = 32
 
 
 class BadSelector(Exception):
     """Not a node selector (answered 404: it selects nothing)."""
+
+
+class SelectorTooLarge(Exception):
+    """A node selector beyond MAX_SELECTOR_LENGTH or MAX_STEPS (answered 400: refused
+    before any work that grows with it)."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +77,18 @@ class Selector:
 
 
 def parse_selector(text: str, prefixes: Mapping[str, str], default_ns: str) -> Selector:
+    if len(text) > MAX_SELECTOR_LENGTH:
+        raise SelectorTooLarge(
+            f"a node selector is at most {MAX_SELECTOR_LENGTH} characters, not {len(text)}"
+        )
     parts = _split(text)
     attribute, namespaces = None, False
     if parts and parts[-1] == "namespace::*":
         parts, namespaces = parts[:-1], True
     elif parts and (match := _ATTRIBUTE.match(parts[-1])):
         parts, attribute = parts[:-1], _qname(match["att"], prefixes, None)
+    if len(parts) > MAX_STEPS:
+        raise SelectorTooLarge(f"a node selector has at most {MAX_STEPS} steps, not {len(parts)}")
     steps = []
     for part in parts:
         match = _STEP.match(part)
@@ -178,11 +198,26 @@ def attribute_of(element: etree._Element, name: str) -> str | None:
 def select(root: etree._Element, selector: Selector) -> list[etree._Element]:
     """The elements the element part of `selector` selects (a selector selects a node
     only when exactly one matches)."""
+    last: list[etree._Element] = []
+    for matches in _walk(root, selector.steps):
+        last = matches
+    return last
+
+
+def _walk(root: etree._Element, steps: Sequence[Step]) -> Iterator[list[etree._Element]]:
+    """What each prefix of `steps` selects, in one pass from the root: the elements the
+    first step selects, then the first two, and so on; it ends early (with []) once a
+    prefix selects nothing, as every longer one does too."""
+    if not steps:
+        return
     # The root is matched like the only child of the document node.
-    matches = [root] if _candidates_root(root, selector.steps[0]) else []
-    for step in selector.steps[1:]:
+    matches = [root] if _candidates_root(root, steps[0]) else []
+    yield matches
+    for step in steps[1:]:
+        if not matches:
+            return
         matches = [child for element in matches for child in _candidates(element, step)]
-    return matches
+        yield matches
 
 
 def _candidates_root(root: etree._Element, step: Step) -> bool:
@@ -263,12 +298,12 @@ def delete_element(root: etree._Element, selector: Selector) -> None:
 
 
 def no_parent(root: etree._Element, selector: Selector) -> XcapConflict:
-    """no-parent, naming the deepest existing ancestor (as a node selector)."""
+    """no-parent, naming the deepest existing ancestor (as a node selector): the longest
+    proper prefix of the selector that selects exactly one element, found in one walk."""
     depth = 0
-    for size in range(len(selector.steps) - 1, 0, -1):
-        if len(select(root, Selector(selector.steps[:size]))) == 1:
+    for size, matches in enumerate(_walk(root, selector.steps[:-1]), start=1):
+        if len(matches) == 1:
             depth = size
-            break
     return XcapConflict(
         "no-parent",
         "the parent of the element does not exist",

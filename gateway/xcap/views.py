@@ -11,7 +11,7 @@ from gateway.xcap import caps, directory_views, resourcelists, stored_views
 from gateway.xcap.errors import XcapConflict
 from gateway.xcap.http import PreconditionFailed, check_preconditions, conflict_response
 from gateway.xcap.nodes import NotAllowed, WrongType
-from gateway.xcap.selector import BadSelector, Selector, parse_selector
+from gateway.xcap.selector import BadSelector, Selector, SelectorTooLarge, parse_selector
 from gateway.xcap.uri import XcapPath, request_path
 
 RETRY_AFTER = 30
@@ -33,6 +33,8 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
         return conflict_response(conflict, _document_uri(request, path))
     except BadSelector as exc:
         raise web.HTTPNotFound(text=f"not a node selector: {exc}\n") from exc
+    except SelectorTooLarge as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from exc
     except PreconditionFailed as exc:
         raise web.HTTPPreconditionFailed(text=f"{exc}\n") from exc
     except WrongType as exc:
