@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from gateway.changeset import outbox_items
 from gateway.compose import Composer, Rendered, etag_of, render_entries
 from gateway.config import Config, DocumentConfig
+from gateway.creations import CreationLimiter
 from gateway.entry import Entry
 from gateway.eviction import evict_idle
 from gateway.gate import Gate
@@ -69,6 +70,8 @@ class Engine:
         self._put_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        #: Entries created on phones per (document, user): max_creations_per_put / _per_user.
+        self.creations = CreationLimiter()
 
     async def start(self) -> None:
         """Open the state database, take up pending changes and start syncing (render and
@@ -217,8 +220,13 @@ class Engine:
                 field=conflict.field,
                 winner=conflict.winner,
             )
+        plan, capped = self.creations.cap(key, document, user.xui, plan)
+        if capped:
+            self.metrics.creations_capped.labels(key).inc(capped)
         items, ignored = outbox_items(plan, key, self.config, user, ours, self.sources)
+        ignored += capped
         await self.outbox.commit(items)
+        self.creations.created(key, document, user.xui, items)
         # Durable now; a moment more lets a reachable upstream apply it before the answer,
         # so whoever looks upstream right after the phone's PUT sees the change.
         await self.outbox.settled(items, self.config.server.put_wait)

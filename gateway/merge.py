@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -83,25 +83,27 @@ def with_entry_ids(
     such an entry, equal in everything but the id, takes its recorded id back instead of
     being created twice."""
     claimed = {e.entry_id.upper() for e in theirs if is_entry_id(e.entry_id.upper())}
-    unclaimed = [entry for entry_id, entry in (known or {}).items() if entry_id not in claimed]
+    # Looked up by content, not searched: a body of thousands of entries without ids must
+    # not cost a comparison with every entry the phone holds.
+    unclaimed: dict[Hashable, list[Entry]] = {}
+    for entry_id, entry in (known or {}).items():
+        if entry_id not in claimed:
+            unclaimed.setdefault(_content(entry), []).append(entry)
     seen: set[str] = set()
     result = []
     for entry in theirs:
         entry_id = entry.entry_id.upper()
         if not is_entry_id(entry_id) or entry_id in seen:
-            twin = next((e for e in unclaimed if _same_but_id(e, entry)), None)
-            if twin is not None:
-                unclaimed.remove(twin)
-                entry_id = twin.entry_id
-            else:
-                entry_id = make_id()
+            twins = unclaimed.get(_content(entry))
+            entry_id = twins.pop(0).entry_id if twins else make_id()
         seen.add(entry_id)
         result.append(replace(entry, entry_id=entry_id))
     return result
 
 
-def _same_but_id(one: Entry, other: Entry) -> bool:
-    return one.display_name == other.display_name and dict(one.fields) == dict(other.fields)
+def _content(entry: Entry) -> Hashable:
+    """What an entry is but for its id: equal for entries equal in everything else."""
+    return entry.display_name, frozenset(entry.fields.items())
 
 
 def is_entry_id(text: str) -> bool:

@@ -52,6 +52,12 @@ class Metrics:
             ["document"],
             registry=self.registry,
         )
+        self.creations_capped = Counter(
+            "xcap_creations_capped",
+            "Entries created on phones kept out by max_creations_per_put / _per_user",
+            ["document"],
+            registry=self.registry,
+        )
         self.auth_failures = Counter("xcap_auth_failures", "Failed logins", registry=self.registry)
         self.writes = Counter(
             "xcap_writes",
