@@ -87,7 +87,7 @@ class Authenticator:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.auth.mode == "none" or request.path in OPEN_PATHS:
+        if self.auth.mode == "none" or (request.path in OPEN_PATHS and not self._guarded(request)):
             return await handler(request)
         if self.auth.mode == "basic" and not request.secure and not self.auth.allow_insecure_basic:
             # No challenge here: a client that got one would send its password in clear.
@@ -115,6 +115,14 @@ class Authenticator:
             raise web.HTTPForbidden(text="you may only reach your own documents\n")
         request[LOGIN] = login
         return await handler(request)
+
+    def _guarded(self, request: web.Request) -> bool:
+        """/metrics under [server] metrics = "admins" (and no metrics_listen): its handler
+        needs the login, so the request is authenticated like a document's."""
+        server = self.config.server
+        return (
+            request.path == "/metrics" and server.metrics == "admins" and not server.metrics_listen
+        )
 
     async def _begin(self, address: str, user: str | None) -> Attempt:
         """The attempt, counted as in flight; 429 if a block holds (for every attempt while
