@@ -382,18 +382,18 @@ def test_a_body_of_id_less_entries_finds_its_twins_without_a_search() -> None:
         """A entry's fields, counting how often they are gone through."""
 
         def __init__(self, **values: FieldValue) -> None:
-            self.values = values
+            self.data = values
 
         def __getitem__(self, name: str) -> FieldValue:
-            return self.values[name]
+            return self.data[name]
 
         def __len__(self) -> int:
-            return len(self.values)
+            return len(self.data)
 
         def __iter__(self) -> Iterator[str]:
             nonlocal reads
             reads += 1
-            return iter(self.values)
+            return iter(self.data)
 
     known = {
         f"{i:032X}": Entry(f"{i:032X}", "Same", Fields(business_number=f"+{i}")) for i in range(300)
