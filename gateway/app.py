@@ -90,8 +90,12 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 async def _unencoded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request bodies come as sent: a coded one is refused before anything reads it
     (RFC 7694: 415 with the codings accepted; phones never compress what they PUT)."""
-    coding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
-    if coding not in ("", "identity"):
+    codings = {
+        coding.strip().lower()
+        for value in request.headers.getall(hdrs.CONTENT_ENCODING, [])
+        for coding in value.split(",")
+    }
+    if codings - {"", "identity"}:
         raise web.HTTPUnsupportedMediaType(
             text="request bodies are accepted without Content-Encoding\n",
             headers={"Accept-Encoding": "identity"},

@@ -223,7 +223,7 @@ async def _serve(config: Config) -> int:
         addresses += [(a, None, metrics_runner) for a in config.server.metrics_listen]
     for address, context, owner in addresses:
         try:
-            await listeners.listen(owner, address, context)
+            await listeners.listen(owner, address, context, metrics=owner is not runner)
         except OSError as exc:
             print(
                 f"{config.path}: [server] listen: cannot listen on {address}: {exc.strerror}",

@@ -94,6 +94,12 @@ class ServerConfig(_Strict):
     #: Open client connections at most; further ones are closed at once. Never more than
     #: the descriptor limit allows, with headroom for the database, sources and logs.
     max_connections: int = Field(default=1000, ge=1)
+    #: Open connections from one client address at most (a NAT or proxy carries many phones,
+    #: but one client must not take every slot).
+    max_connections_per_address: int = Field(default=100, ge=1)
+    #: Bytes of request line and header fields together at most (431 beyond): the
+    #: header_timeout bounds time, this bounds the memory a connection holds meanwhile.
+    max_header_size: int = Field(default=16 * 1024, ge=1024)
     #: Who may read /metrics: "open" (anyone), "admins" ([auth] admins log in), "off".
     metrics: Literal["open", "admins", "off"] = "open"
     #: Listeners that serve only /metrics (and /healthz, /readyz), open to anyone who

@@ -30,14 +30,32 @@ from gateway.logs import event
 
 #: What the `Server` header says: no versions to look vulnerabilities up by.
 SERVER_NAME = "xcap-gateway"
-#: Descriptors kept free for the database, sources, logs and the control socket.
+#: Connections the kernel queues for us, and asyncio accepts in one go before any of them
+#: reaches the guard: the descriptor reserve must hold them.
+BACKLOG = 128
+#: Descriptors kept free beyond the backlog: the database, sources, logs, control socket.
 MIN_RESERVE = 64
+#: Connections the metrics listeners (Prometheus, health probes) may hold together.
+METRICS_CONNECTIONS = 16
 #: Raising the soft limit beyond this buys nothing for a directory server.
 MAX_DESCRIPTORS = 65536
-_REFUSED = (
-    b"HTTP/1.1 503 Service Unavailable\r\nServer: " + SERVER_NAME.encode() + b"\r\n"
-    b"Retry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
-    b"Connection: close\r\n\r\ntoo many connections now\n"
+
+
+def _raw_response(status: str, text: str, extra: str = "") -> bytes:
+    """A whole response for moments when aiohttp has no request to answer."""
+    body = text.encode()
+    return (
+        f"HTTP/1.1 {status}\r\nServer: {SERVER_NAME}\r\n{extra}"
+        f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+_REFUSED = _raw_response(
+    "503 Service Unavailable", "too many connections now\n", "Retry-After: 5\r\n"
+)
+_HEADER_TOO_LARGE = _raw_response(
+    "431 Request Header Fields Too Large", "the request header is too large\n"
 )
 
 
@@ -54,7 +72,7 @@ def connection_budget(wanted: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY:
         soft = MAX_DESCRIPTORS
-    reserve = max(MIN_RESERVE, soft // 10)
+    reserve = max(BACKLOG + MIN_RESERVE, soft // 10)
     return max(1, min(wanted, soft - reserve))
 
 
@@ -92,8 +110,11 @@ class ConnectionGuard:
     """
 
     limit: int
+    per_address: int = 100
     grace: float = 11.0
     open: int = 0
+    #: Connections made, by client address.
+    by_address: dict[str, int] = field(default_factory=dict)
     refused: int = 0
     parse_errors: RateLimitedLog = field(default_factory=RateLimitedLog)
     refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(1, 60.0))
@@ -117,21 +138,69 @@ class ConnectionGuard:
     def made(self, handler: GuardedRequestHandler) -> None:
         self._pending.pop(handler, None)
 
+    def admit_address(self, address: str) -> bool:
+        """Count one more connection from `address`; False (not counted) when it has
+        as many as it may."""
+        count = self.by_address.get(address, 0)
+        if count >= self.per_address:
+            return False
+        self.by_address[address] = count + 1
+        return True
+
+    def leave_address(self, address: str) -> None:
+        count = self.by_address.pop(address, 0) - 1
+        if count > 0:
+            self.by_address[address] = count
+
+    def refuse(self, transport: asyncio.BaseTransport, reason: str) -> None:
+        self.refused += 1
+        allowed, suppressed = self.refusals.allow()
+        if allowed:
+            event(
+                "connections_capped",
+                logging.WARNING,
+                reason=reason,
+                limit=self.limit,
+                per_address=self.per_address,
+                refused_before=suppressed or None,
+            )
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_REFUSED)
+        transport.close()
+
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection protocol, plus: counted against the cap from the moment the
     socket is accepted (TLS handshakes included), a deadline for each request header, and
     parse errors answered and logged without echoing the request."""
 
-    __slots__ = ("_guard", "_header_timeout", "_header_timer", "_counted", "_admitted")
+    __slots__ = (
+        "_guard",
+        "_header_timeout",
+        "_header_timer",
+        "_header_budget",
+        "_header_bytes",
+        "_counted",
+        "_admitted",
+        "_address",
+    )
 
     def __init__(
-        self, manager: web.Server, *, guard: ConnectionGuard, header_timeout: float, **kwargs: Any
+        self,
+        manager: web.Server,
+        *,
+        guard: ConnectionGuard,
+        header_timeout: float,
+        header_budget: int,
+        **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._guard = guard
         self._header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_budget = header_budget
+        self._header_bytes = 0
+        self._address: str | None = None
         self._counted = True
         self._admitted = guard.accepted(self)
 
@@ -144,19 +213,15 @@ class GuardedRequestHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._guard.made(self)
         if not self._admitted:
-            self._guard.refused += 1
-            allowed, suppressed = self._guard.refusals.allow()
-            if allowed:
-                event(
-                    "connections_capped",
-                    logging.WARNING,
-                    limit=self._guard.limit,
-                    refused_before=suppressed or None,
-                )
-            assert isinstance(transport, asyncio.Transport)
-            transport.write(_REFUSED)
-            transport.close()
+            self._guard.refuse(transport, "max_connections")
             return
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._guard.admit_address(address):
+            self._admitted = False
+            self._guard.refuse(transport, "max_connections_per_address")
+            return
+        self._address = address
         super().connection_made(transport)
         self._arm_header_timer()
 
@@ -164,14 +229,27 @@ class GuardedRequestHandler(RequestHandler):
         self._guard.made(self)
         self.release()
         self._cancel_header_timer()
+        if self._address is not None:
+            self._guard.leave_address(self._address)
+            self._address = None
         if self._admitted:
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        waiting_before = self._waiting_for_header()
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
             self._cancel_header_timer()  # a whole header arrived
+            self._header_bytes = 0
+        elif waiting_before:
+            # aiohttp keeps an unfinished header in memory: bound it in bytes, as
+            # header_timeout bounds it in time.
+            self._header_bytes += len(data)
+            if self._header_bytes > self._header_budget and self.transport is not None:
+                self.transport.write(_HEADER_TOO_LARGE)
+                self.force_close()
+                return
         if self._waiting_for_header():
             self._arm_header_timer()
 
@@ -246,17 +324,27 @@ def handler_settings(server: ServerConfig) -> dict[str, Any]:
 
 
 class Listeners:
-    """The asyncio servers of one or more AppRunners, with one guard for all."""
+    """The asyncio servers of one or more AppRunners. The XCAP listeners share one guard;
+    the metrics listeners have their own, so a flood of phones' port never starves the
+    health checks."""
 
     def __init__(self, server: ServerConfig) -> None:
         self.config = server
+        limit = connection_budget(server.max_connections + METRICS_CONNECTIONS)
         # A handshake is closed after header_timeout; a second more and its slot is free.
+        grace = server.header_timeout + 1.0
+        per_address = server.max_connections_per_address
         self.guard = ConnectionGuard(
-            connection_budget(server.max_connections), grace=server.header_timeout + 1.0
+            max(1, limit - METRICS_CONNECTIONS), per_address=per_address, grace=grace
+        )
+        self.metrics_guard = ConnectionGuard(
+            min(limit, METRICS_CONNECTIONS), per_address=METRICS_CONNECTIONS, grace=grace
         )
         self._servers: list[asyncio.Server] = []
 
-    def _factory(self, runner: web.AppRunner) -> Callable[[], GuardedRequestHandler]:
+    def _factory(
+        self, runner: web.AppRunner, guard: ConnectionGuard
+    ) -> Callable[[], GuardedRequestHandler]:
         loop = asyncio.get_running_loop()
         assert runner.server is not None
         manager, settings = runner.server, handler_settings(self.config)
@@ -265,25 +353,30 @@ class Listeners:
             return GuardedRequestHandler(
                 manager,
                 loop=loop,
-                guard=self.guard,
+                guard=guard,
                 header_timeout=self.config.header_timeout,
+                header_budget=self.config.max_header_size,
                 **settings,
             )
 
         return make
 
     async def listen(
-        self, runner: web.AppRunner, address: str, context: ssl.SSLContext | None
+        self,
+        runner: web.AppRunner,
+        address: str,
+        context: ssl.SSLContext | None,
+        metrics: bool = False,
     ) -> asyncio.Server:
         host, port = split_address(address)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            self._factory(runner),
+            self._factory(runner, self.metrics_guard if metrics else self.guard),
             host,
             port,
             ssl=context,
             ssl_handshake_timeout=self.config.header_timeout if context else None,
-            backlog=128,
+            backlog=BACKLOG,
             reuse_address=True,
         )
         self._servers.append(server)

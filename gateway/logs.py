@@ -10,10 +10,27 @@ from typing import Any
 log = logging.getLogger("xcap_gateway")
 
 
+#: Longest field value written: a client chooses paths and names, not the log's size.
+MAX_FIELD = 512
+#: Control characters (a terminal escape, a carriage return that hides a line) and the
+#: quoting characters, as escapes.
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)} | {
+    ord("\\"): "\\\\",
+    ord('"'): '\\"',
+    ord("\n"): "\\n",
+}
+
+
+def _clip(value: object) -> object:
+    if isinstance(value, str) and len(value) > MAX_FIELD:
+        return f"{value[:MAX_FIELD]}…(+{len(value) - MAX_FIELD} characters)"
+    return value
+
+
 def _quote(value: object) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or any(c in text for c in ' ="\n') or text != text.translate(_ESCAPES):
+        return '"' + text.translate(_ESCAPES) + '"'
     return text
 
 
@@ -22,7 +39,7 @@ def event(name: str, level: int = logging.INFO, /, **fields: Any) -> None:
     traceback of the exception being handled."""
     if log.isEnabledFor(level):
         exc_info = bool(fields.pop("exc_info", False))
-        present = {k: v for k, v in fields.items() if v is not None}
+        present = {k: _clip(v) for k, v in fields.items() if v is not None}
         pairs = " ".join(f"{k}={_quote(v)}" for k, v in present.items())
         log.log(
             level,

@@ -106,8 +106,17 @@ def test_ids_are_made_unique_without_dropping_entries() -> None:
 
 @pytest.mark.parametrize(
     "hostile",
-    ["../escaped", "/etc/passwd", "..\\x", "A" * 31 + "\x00", "A" * 32 + "\n", "A" * 33,
-     "G" * 32, "x" * 5000, " " + "A" * 31],
+    [
+        "../escaped",
+        "/etc/passwd",
+        "..\\x",
+        "A" * 31 + "\x00",
+        "A" * 32 + "\n",
+        "A" * 33,
+        "G" * 32,
+        "x" * 5000,
+        " " + "A" * 31,
+    ],
 )
 def test_an_entry_id_that_is_not_32_hex_digits_is_replaced_and_the_entry_kept(
     hostile: str,

@@ -68,7 +68,9 @@ def test_kept_xuis_get_the_one_spelling_of_their_domain(tmp_path: Path) -> None:
     for number, script in enumerate(MIGRATIONS[:4]):
         db.executescript(f"BEGIN; {script} PRAGMA user_version = {number + 1}; COMMIT;")
     db.execute("INSERT INTO served VALUES ('tbook', 'Alice@B.COM.', 'd', '\"e\"', 1)")
-    db.execute("INSERT INTO documents VALUES ('resource-lists', 'bob@X.org', 'index', x'00', 'e', 1)")
+    db.execute(
+        "INSERT INTO documents VALUES ('resource-lists', 'bob@X.org', 'index', x'00', 'e', 1)"
+    )
     db.execute("INSERT INTO source_state VALUES ('shared', '', 'f', NULL, NULL)")
     db.close()
     store = Store(path)
