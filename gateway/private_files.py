@@ -33,13 +33,37 @@ def private_file(path: Path) -> None:
 
 
 def _tighten(path: Path, mode: int) -> None:
-    current = stat.S_IMODE(path.stat().st_mode)
-    if current & ~mode:
-        path.chmod(current & mode)
+    info = path.stat()
+    current = stat.S_IMODE(info.st_mode)
+    if not current & ~mode:
+        return
+    if info.st_uid != os.geteuid():
+        # Someone else's (a volume owned by root with group access, as Kubernetes'
+        # fsGroup makes it): not ours to change; its owner decides who reads it.
         event(
-            "permissions_tightened",
+            "permissions_left_open",
             logging.WARNING,
             path=path,
-            was=oct(current),
-            now=oct(current & mode),
+            mode=oct(current),
+            owner=info.st_uid,
+            hint="make the gateway's user the owner, or restrict the folder yourself",
         )
+        return
+    try:
+        path.chmod(current & mode)
+    except OSError as exc:
+        event(
+            "permissions_left_open",
+            logging.WARNING,
+            path=path,
+            mode=oct(current),
+            detail=exc.strerror,
+        )
+        return
+    event(
+        "permissions_tightened",
+        logging.WARNING,
+        path=path,
+        was=oct(current),
+        now=oct(current & mode),
+    )

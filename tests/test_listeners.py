@@ -506,3 +506,20 @@ def test_client_chosen_values_reach_the_log_escaped_and_clipped(gateway: Gateway
     assert b"\\x1b[31mRED" in raw
     line = next(line for line in raw.splitlines() if b"L" * 100 in line)
     assert len(line) < 1500
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder someone else's needs root")
+def test_a_state_dir_owned_by_someone_else_is_left_as_it_is(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """A volume owned by root with group access for the gateway (Kubernetes' fsGroup):
+    not the gateway's to change; it starts, warns, and its own files are still 0600."""
+    state = tmp_path / "var"
+    state.mkdir()
+    os.chown(state, 12345, 12345)
+    state.chmod(0o2775)
+    gw = gateway()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o2775
+    assert "event=permissions_left_open" in gw.log.read_text()
+    database = state / "xcap-gateway.sqlite3"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
