@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 from passlib.hash import apr_md5_crypt, sha256_crypt, sha512_crypt
 
 from gateway.app import create_app
+from gateway.auth import limits, users
 from gateway.auth.digest import Digest, DigestFailed
 from gateway.config import Config
 from tests.conftest import ConfigFactory
@@ -555,3 +556,83 @@ async def test_hostile_digest_credentials_get_a_clean_401_and_change_nothing(
         assert status in (400, 401), (raw, answer[:300])
     # None of it moved alice's nonce count: her next request in sequence still works.
     assert (await client.get(ALICE_URL, headers={"Authorization": right})).status == 200
+
+
+async def test_other_spellings_of_a_blocked_name_are_blocked_too(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    """An LDAP directory takes `ALICE` and ` alice` for alice: so does the count, or each
+    spelling would get its own allowance of guesses."""
+    client = await aiohttp_client(
+        create_app(digest_config(make_config, tmp_path, "max_failures_per_user = 4"))
+    )
+    for number in range(2, 6):
+        assert await status_from(client, f"127.0.0.{number}", "alice", "guess") == 401
+    for spelling in ("ALICE", "Alice ", " alice", "aLiCe"):
+        assert await status_from(client, "127.0.0.9", spelling, "guess") == 429, spelling
+
+
+def test_a_flood_of_made_up_names_does_not_lift_a_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filling the table used to drop its oldest half, blocks included."""
+    monkeypatch.setattr(limits, "MAX_KEYS", 60)
+    monkeypatch.setattr(limits, "HARD_MAX_KEYS", 10_000)
+    limiter = limits.FailureLimiter(300.0, 3, 10, 1000)
+
+    async def fail(address: str, user: str) -> None:
+        attempt = await limiter.begin(address, user)
+        assert isinstance(attempt, limits.Attempt)
+        attempt.failed()
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await fail("10.0.0.1", "alice")
+        assert limiter.blocked("10.0.0.1", "alice")
+        for number in range(2000):
+            await fail(f"10.1.{number // 250}.{number % 250}", f"made-up-{number}")
+        assert limiter.blocked("10.0.0.1", "alice"), "the flood lifted the block"
+        assert len(limiter._records) < 2000 * 3  # the non-blocking records were swept
+
+    asyncio.run(scenario())
+
+
+def test_a_long_user_name_is_counted_under_a_bounded_key() -> None:
+    long_a, long_b = "a" * 6000, "a" * 5999 + "b"
+    assert len(limits.user_key(long_a)) <= limits.MAX_NAME
+    assert limits.user_key(long_a) != limits.user_key(long_b)
+    assert limits.user_key(" Alice ") == "alice"
+
+
+def test_every_basic_check_costs_one_check_of_the_slowest_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of fast {SHA} users and a bcrypt admin: unknown users, SHA users and the
+    admin all pay for one bcrypt check, so the time tells neither who exists nor who has
+    the stronger hash."""
+    sha = "{SHA}" + base64.b64encode(hashlib.sha1(b"alice-pw").digest()).decode()
+    admin = bcrypt_line("admin", b"admin-pw", rounds=5)
+    path = tmp_path / "users.htpasswd"
+    path.write_text(f"alice:{sha}\n{admin}\n")
+    checked: list[str] = []
+    real_verify = users._verify
+
+    def counting(password: str, stored: str) -> bool:
+        checked.append(stored[:4])
+        return real_verify(password, stored)
+
+    monkeypatch.setattr(users, "_verify", counting)
+    users_file = users.UserFile(path)
+    for login, password in (("alice", "alice-pw"), ("nobody", "x"), ("admin", "admin-pw")):
+        checked.clear()
+        users_file.check_password(login, password)
+        assert "$2y$" in checked, (login, checked)
+    assert users_file.check_password("alice", "alice-pw")
+    assert users_file.check_password("admin", "admin-pw")
+
+
+def test_a_byte_order_mark_and_an_empty_name_in_the_users_file(tmp_path: Path) -> None:
+    sha = "{SHA}" + base64.b64encode(hashlib.sha1(b"pw").digest()).decode()
+    path = tmp_path / "users.htpasswd"
+    path.write_text(f"\ufeffalice:{sha}\n:{sha}\n", encoding="utf-8")
+    users_file = users.UserFile(path)
+    assert users_file.check_password("alice", "pw")
+    assert not users_file.check_password("", "pw")

@@ -13,13 +13,30 @@ attempt that would reach a limit only through attempts in flight waits for them 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 Key = tuple[str, ...]
-#: Past this many keys, expired ones are swept (and, if still past it, the oldest dropped).
+#: Past this many keys, expired ones are swept, then records that block nobody (oldest
+#: first) until half are left. A record that blocks stays: else a flood of made-up names
+#: would lift the block on the one being guessed.
 MAX_KEYS = 100_000
+#: Past this many even blocking records go, oldest first: memory has a bound.
+HARD_MAX_KEYS = 4 * MAX_KEYS
+#: A user name longer than this is counted by its hash (names are the client's choice).
+MAX_NAME = 64
+
+
+def user_key(name: str) -> str:
+    """The name failures are counted under: one key for every spelling a directory takes
+    as the same name (LDAP compares uid without case and outer spaces), bounded in size."""
+    folded = name.strip().casefold()
+    if len(folded) > MAX_NAME:
+        digest = hashlib.sha256(folded.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"#{digest[:32]}"
+    return folded
 
 
 @dataclass
@@ -69,6 +86,7 @@ class FailureLimiter:
         self.configure(window, max_failures, max_per_user, max_per_address)
         self._records: dict[Key, _Record] = {}
         self._changed: asyncio.Event | None = None
+        self._sweep_at = MAX_KEYS
 
     def configure(
         self,
@@ -88,7 +106,8 @@ class FailureLimiter:
     def _keys(address: str, user: str | None) -> list[Key]:
         if user is None:
             return [("addr", address)]
-        return [("addr", address), ("user", user), ("pair", address, user)]
+        name = user_key(user)
+        return [("addr", address), ("user", name), ("pair", address, name)]
 
     def _failures(self, key: Key) -> int:
         record = self._records.get(key)
@@ -147,7 +166,7 @@ class FailureLimiter:
         if self._changed is not None:  # wake the attempts waiting on these
             self._changed.set()
             self._changed = None
-        if failed and len(self._records) > MAX_KEYS:
+        if failed and len(self._records) > self._sweep_at:
             self._sweep()
 
     def _forget(self, key: Key) -> None:
@@ -158,11 +177,19 @@ class FailureLimiter:
                 del self._records[key]
 
     def _sweep(self) -> None:
-        """An address or name scan: drop what has expired, then, if that is not enough,
-        the oldest half (their failures are forgotten early; in-flight ones are kept)."""
+        """An address or name scan: drop what has expired, then records that block nobody,
+        oldest first, down to half of MAX_KEYS; blocking ones only past HARD_MAX_KEYS.
+        The next sweep waits until the table has grown by half, so sweeping stays
+        amortized."""
         for key in list(self._records):
             self._failures(key)
-        if len(self._records) > MAX_KEYS:
-            idle = [key for key, record in self._records.items() if not record.in_flight]
-            for key in idle[: len(self._records) // 2]:
-                del self._records[key]
+        for blocking in (False, True):
+            target = MAX_KEYS // 2 if not blocking else HARD_MAX_KEYS
+            for key, record in list(self._records.items()):
+                if len(self._records) <= target:
+                    break
+                if record.in_flight:
+                    continue
+                if blocking or len(record.failures) < self._limits[key[0]]:
+                    del self._records[key]
+        self._sweep_at = max(MAX_KEYS, len(self._records) + len(self._records) // 2)

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 from pathlib import Path
 
 import bcrypt
@@ -63,6 +62,22 @@ def _parses(stored: str) -> bool:
         return False
 
 
+def _estimated_ms(stored: str) -> float:
+    """Roughly how long checking a password against `stored` takes, to rank schemes:
+    bcrypt doubles with each cost step, SHA-crypt grows with its rounds, apr1 is a
+    thousand MD5 rounds, {SHA} one SHA-1."""
+    if stored.startswith(BCRYPT_PREFIXES):
+        return 0.06 * (1 << int(stored[4:6]))
+    if stored.startswith(("$5$", "$6$")):
+        rounds = 5000
+        if stored[3:10] == "rounds=" and (digits := stored[10:].split("$", 1)[0]).isdigit():
+            rounds = int(digits)
+        return 0.001 * rounds
+    if stored.startswith("$apr1$"):
+        return 0.3
+    return 0.001
+
+
 def _cost_class(stored: str) -> str:
     """The scheme and cost parameter of a hash: hashes of one class take equally long."""
     if stored.startswith(BCRYPT_PREFIXES):
@@ -79,6 +94,7 @@ class UserFile:
         self._checked = 0.0
         self._lines: dict[str, list[list[str]]] = {}
         self._dummy = _FALLBACK_DUMMY
+        self._dummy_class = _cost_class(_FALLBACK_DUMMY)
 
     def _entries(self) -> dict[str, list[list[str]]]:
         now = time.monotonic()
@@ -99,27 +115,31 @@ class UserFile:
                     return self._lines
                 self._stamp, self._lines = stamp, lines
                 self._dummy = self._pick_dummy(lines)
+                self._dummy_class = _cost_class(self._dummy)
                 event("users_file_loaded", path=self.path, users=len(self._lines))
         return self._lines
 
     def _read(self) -> dict[str, list[list[str]]]:
         lines: dict[str, list[list[str]]] = {}
-        for raw in self.path.read_text(encoding="utf-8").splitlines():
+        # utf-8-sig: a byte-order mark (Windows editors) is not part of the first name.
+        for raw in self.path.read_text(encoding="utf-8-sig").splitlines():
             if raw.strip() and not raw.lstrip().startswith("#"):
                 fields = raw.strip().split(":")
-                lines.setdefault(fields[0], []).append(fields[1:])
+                if fields[0]:  # ":hash" names nobody (an empty login must not log in)
+                    lines.setdefault(fields[0], []).append(fields[1:])
         return lines
 
     @staticmethod
     def _pick_dummy(lines: dict[str, list[list[str]]]) -> str:
-        """A hash of the file's most common scheme and cost, checked for unknown users so
-        they take as long as most known ones (else the answer time tells who exists)."""
+        """A hash of the file's slowest scheme and cost. Every check takes as long as one
+        against it: an unknown user's is against it, and a known user whose hash is faster
+        checks it too. Else the answer time tells who exists, or which users (admins,
+        often) have the stronger hashes."""
         hashes = [":".join(fields[0]) for fields in lines.values() if fields]
         usable = [h for h in hashes if _parses(h)]
         if not usable:
             return _FALLBACK_DUMMY
-        common, _ = Counter(_cost_class(h) for h in usable).most_common(1)[0]
-        return next(h for h in usable if _cost_class(h) == common)
+        return max(usable, key=_estimated_ms)
 
     def algorithms(self) -> list[str]:
         """The digest algorithms the file has hashes for, strongest first."""
@@ -135,10 +155,13 @@ class UserFile:
         return None
 
     def check_password(self, user: str, password: str) -> bool:
-        """Blocking (the hashes are slow on purpose): call from a worker thread. An unknown
-        user costs one check against a dummy hash, as long as a known one's."""
+        """Blocking (the hashes are slow on purpose): call from a worker thread. Every
+        answer takes as long as a check against the file's slowest hash (see _pick_dummy)."""
         entries = self._entries().get(user)
         if not entries:
             _verify(password, self._dummy)
             return False
-        return _verify(password, ":".join(entries[0]))
+        stored = ":".join(entries[0])
+        if _cost_class(stored) != self._dummy_class:
+            _verify(password, self._dummy)
+        return _verify(password, stored)
