@@ -100,6 +100,8 @@ class ServerConfig(_Strict):
     #: Bytes of request line and header fields together at most (431 beyond): the
     #: header_timeout bounds time, this bounds the memory a connection holds meanwhile.
     max_header_size: int = Field(default=16 * 1024, ge=1024)
+    #: Stored (not directory) documents one user may keep, e.g. Bria's buddy lists.
+    max_stored_documents: int = Field(default=32, ge=1)
     #: Who may read /metrics: "open" (anyone), "admins" ([auth] admins log in), "off".
     metrics: Literal["open", "admins", "off"] = "open"
     #: Listeners that serve only /metrics (and /healthz, /readyz), open to anyone who

@@ -220,13 +220,16 @@ class Engine:
                 field=conflict.field,
                 winner=conflict.winner,
             )
-        plan, capped = self.creations.cap(key, document, user.xui, plan)
+        # Counted per login: under match = "user" alice@a and alice@b are one person (the
+        # login says nothing of the domain), so each spelling must not bring a new window.
+        creator = user.user if self.config.auth.match == "user" else user.xui
+        plan, capped = self.creations.cap(key, document, creator, plan)
         if capped:
             self.metrics.creations_capped.labels(key).inc(capped)
         items, ignored = outbox_items(plan, key, self.config, user, ours, self.sources)
         ignored += capped
         await self.outbox.commit(items)
-        self.creations.created(key, document, user.xui, items)
+        self.creations.created(key, document, creator, items)
         # Durable now; a moment more lets a reachable upstream apply it before the answer,
         # so whoever looks upstream right after the phone's PUT sees the change.
         await self.outbox.settled(items, self.config.server.put_wait)

@@ -37,6 +37,11 @@ from gateway.store import Store
 Entries = Mapping[str, Entry]
 #: Devices per user and document whose versions are kept (the most recently served).
 MAX_DEVICES = 50
+#: Entries held in the versions of one user and document together, newest versions
+#: first: a client changing its User-Agent at every PUT must not hold devices x versions
+#: whole books in memory. The newest version is always kept; an older one dropped only
+#: weakens base selection (a PUT without a base deletes nothing).
+MAX_HELD_ENTRIES = 10_000
 Key = tuple[str, str]  # (document, user) or (document, etag)
 #: How long versions are kept for a document without keep_versions_for (30 days).
 DEFAULT_KEEP_FOR = 30 * 86400.0
@@ -169,6 +174,18 @@ class Versions:
                 by_device.setdefault(served.device, []).append(served)
         recent = sorted(by_device, key=lambda device: by_device[device][-1].at)[-MAX_DEVICES:]
         kept_ids = {id(s) for device in recent for s in by_device[device][-keep:]}
+        held: set[str] = set()
+        budget = MAX_HELD_ENTRIES
+        for served in sorted(
+            (s for s in history if id(s) in kept_ids), key=lambda s: s.at, reverse=True
+        ):
+            if served.etag not in held:
+                size = len(self._contents.get((document, served.etag), ()))
+                if held and size > budget:
+                    kept_ids.discard(id(served))
+                    continue
+                held.add(served.etag)
+                budget -= size
         for dropped in [s for s in history if id(s) not in kept_ids]:
             self._release((document, dropped.etag))
         history[:] = [s for s in history if id(s) in kept_ids]

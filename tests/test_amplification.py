@@ -240,7 +240,7 @@ async def test_a_put_creates_at_most_max_creations_per_put_and_applies_its_edits
     assert "ORG:Brandt AG" in (contacts_dir / "anna.mueller.vcf").read_text()
     (capped,) = capped_events(caplog)
     assert capped["kept_out"] == 50 and capped["limit"] == 100 and capped["scope"] == "put"
-    assert capped["user"] == "alice@example.com" and capped["document"] == "tbook"
+    assert capped["user"] == "alice" and capped["document"] == "tbook"  # the login (match=user)
     # One line for the PUT, not one per entry kept out; one create event per card written.
     assert not [r for r in caplog.records if getattr(r, "event", "") == "create_ignored"]
     assert len([r for r in caplog.records if getattr(r, "event", "") == "created"]) == 100
@@ -422,3 +422,88 @@ def test_an_unclosed_namespace_binding_is_parsed_in_linear_time() -> None:
     assert path is not None and "a" not in path.namespaces
     bound = parse_xcap_path("/resource-lists/users/sip:a@b/index/~~/x?xmlns(a=%20urn:x%20)", "")
     assert bound is not None and bound.namespaces == {"a": "urn:x"}
+
+
+async def test_spellings_of_the_domain_share_one_creation_window(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    """Under match = "user" the login is alice whatever domain the URL names: PUTs to
+    alice@example.com and alice@other.test draw on one allowance."""
+    config = make_config(document="max_creations_per_user = 5")
+    client = await aiohttp_client(create_app(config))
+    before = cards(contacts_dir)
+    for domain, start in (("example.com", 0), ("other.test", 5), ("third.test", 10)):
+        url = f"/users/sip:alice@{domain}/tbook.xml"
+        response = await client.get(url, headers=SNOM)
+        entries = counterpath.parse(await response.read())
+        body = counterpath.render(entries + new_entries(5, start))
+        answer = await client.put(
+            url, data=body, headers={**SNOM, "If-Match": response.headers["ETag"]}
+        )
+        assert answer.status == 200
+        await drained(client)
+    assert len(cards(contacts_dir) - before) == 5
+
+
+async def test_a_phone_cannot_inflate_an_entry(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    """100 made-up props of 100 characters and a 5,000-character name on one entry: what
+    is kept stays within the per-entry budget, so every served document still fits a PUT."""
+    client = await aiohttp_client(create_app(make_config()))
+    response = await client.get(DIRECTORY, headers=SNOM)
+    entries = counterpath.parse(await response.read())
+    padding = {f"x_pad_{i:03d}": "p" * 100 for i in range(100)}
+    anna = next(x for x in entries if x.display_name == "Anna Müller")
+    fat = Entry(anna.entry_id, "N" * 5000, {**anna.fields, **padding})
+    body = counterpath.render([fat if x is anna else x for x in entries])
+    answer = await client.put(
+        DIRECTORY, data=body, headers={**SNOM, "If-Match": response.headers["ETag"]}
+    )
+    assert answer.status == 200
+    await drained(client)
+    now = counterpath.parse(await (await client.get(DIRECTORY)).read())
+    kept = next(x for x in now if x.entry_id == anna.entry_id)
+    assert len(kept.display_name) == counterpath.MAX_DISPLAY_NAME
+    text = sum(
+        len(name) + sum(map(len, value)) if isinstance(value, tuple) else len(name) + len(value)
+        for name, value in kept.fields.items()
+    )
+    assert text <= counterpath.MAX_ENTRY_TEXT
+    assert kept.fields.get("business_number") == anna.fields.get("business_number")
+    assert len((contacts_dir / "anna.mueller.vcf").read_bytes()) < 8 * 1024
+
+
+def test_versions_held_for_one_user_are_bounded_in_entries() -> None:
+    """A client with a new User-Agent at every PUT: the versions held for it stop at
+    MAX_HELD_ENTRIES entries, the newest kept."""
+    from gateway import versions as versions_module
+
+    held = versions_module.Versions({"tbook": 5}, {"tbook": 86400.0})
+    book = {f"{i:032X}": Entry(f"{i:032X}", f"N{i}") for i in range(2000)}
+    for device in range(40):
+        entries = {**book, "X": Entry("X", f"device {device}")}
+        held.record("tbook", "alice", f"ua-{device}", f'"v{device}"', entries, sent=True)
+    kept = [key for key in held._contents if key[0] == "tbook"]
+    assert len(kept) * 2001 <= versions_module.MAX_HELD_ENTRIES + 2001
+    assert ("tbook", '"v39"') in held._contents  # the newest
+
+
+async def test_stored_documents_per_user_are_limited(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory
+) -> None:
+    config = make_config()
+    server = config.server.model_copy(update={"max_stored_documents": 3})
+    client = await aiohttp_client(create_app(config.model_copy(update={"server": server})))
+    body = b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="a"/></resource-lists>'
+    headers = {"Content-Type": "application/resource-lists+xml"}
+    base = "/resource-lists/users/sip:alice@example.com/"
+    for name in ("one", "two", "three"):
+        assert (await client.put(base + name, data=body, headers=headers)).status == 201
+    refused = await client.put(base + "four", data=body, headers=headers)
+    assert refused.status == 409
+    assert b"constraint-failure" in await refused.read()
+    assert (await client.get(base + "four")).status == 404
+    assert (await client.put(base + "one", data=body, headers=headers)).status == 200
+    other = "/resource-lists/users/sip:bob@example.com/one"
+    assert (await client.put(other, data=body, headers=headers)).status == 201

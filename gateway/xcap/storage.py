@@ -20,6 +20,10 @@ class StoredDocument:
     etag: str
 
 
+class TooManyDocuments(Exception):
+    """The owner has as many stored documents as allowed; nothing was written."""
+
+
 class StaleVersion(Exception):
     """The stored document is no longer the version the change was made against (another
     request changed, created or deleted it meanwhile). Nothing was written."""
@@ -40,13 +44,26 @@ def load(store: Store, auid: str, owner: str, path: str) -> StoredDocument | Non
 
 
 def save(
-    store: Store, auid: str, owner: str, path: str, body: bytes, expected: str | None
+    store: Store,
+    auid: str,
+    owner: str,
+    path: str,
+    body: bytes,
+    expected: str | None,
+    max_documents: int | None = None,
 ) -> StoredDocument:
     """Store `body` in place of the version `expected` (None: there must be no document
-    yet) and return it. Raises StaleVersion when the stored version is another."""
+    yet) and return it. Raises StaleVersion when the stored version is another, and
+    TooManyDocuments when a new document would give the owner more than `max_documents`."""
     document = StoredDocument(body, etag_of(body))
     with store.transaction() as db:
         if expected is None:
+            if max_documents is not None:
+                (count,) = db.execute(
+                    "SELECT count(*) FROM documents WHERE auid=? AND owner=?", (auid, owner)
+                ).fetchone()
+                if count >= max_documents:
+                    raise TooManyDocuments(owner)
             cursor = db.execute(
                 "INSERT INTO documents (auid, owner, path, body, etag, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (auid, owner, path) DO NOTHING",

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.model import UserRef
 from gateway.store import Store
 from gateway.xcap import resourcelists, storage
@@ -94,9 +95,15 @@ async def document(
                 raise web.HTTPUnsupportedMediaType(text=f"send {resourcelists.MIME_TYPE}\n")
             body = await read_body(request)
             resourcelists.validate(parse_document(body, keep_comments=True))
-        saved = await asyncio.to_thread(
-            storage.save, store, resourcelists.AUID, owner, path, body, expected
-        )
+        limit = request.app[keys.ENGINE].config.server.max_stored_documents
+        try:
+            saved = await asyncio.to_thread(
+                storage.save, store, resourcelists.AUID, owner, path, body, expected, limit
+            )
+        except storage.TooManyDocuments:
+            raise XcapConflict(
+                "constraint-failure", f"at most {limit} stored documents per user"
+            ) from None
         return web.Response(status=200 if current else 201, headers={"ETag": saved.etag})
 
     return await _against_current(request, store, owner, path, change)
