@@ -353,7 +353,7 @@ class CardDavConnector(Connector[CardDavSettings]):
             },
         )
         if reply.status == 412:
-            raise AlreadyExists(href)  # a retried create: the first one landed
+            raise AlreadyExists(href, href=href)  # a retried create: the first one landed
         if reply.status not in (200, 201, 204):
             raise _status_error(reply, f"PUT {href}")
         return await self._stored(href, text, reply)

@@ -328,7 +328,7 @@ class LdapConnector(Connector[LdapSettings]):
                 )
             )
             if found:
-                raise AlreadyExists(found[0][0])
+                raise AlreadyExists(found[0][0], href=found[0][0])
         attributes = new_entry_attributes(
             contact, self.mapping, self.settings.object_classes, marker
         )
@@ -351,7 +351,7 @@ class LdapConnector(Connector[LdapSettings]):
                     check(conn.result, f"add of {dn}")
                     return self._read_contact(conn, dn)
                 if self._holds_exactly(conn, dn, written):
-                    raise AlreadyExists(f"add of {dn}: already there, from an earlier try")
+                    raise AlreadyExists(f"add of {dn}: already there, from an earlier try", href=dn)
         raise Rejected(
             f"add of {rdn_attribute}={rdn_value} under {base}: that name and its suffixed "
             "forms are taken by other entries"

@@ -186,7 +186,7 @@ class VcardDirConnector(Connector[VcardDirSettings]):
                 # A link, not a rename: it fails instead of replacing an existing card.
                 os.link(temporary, self.folder / name)
             except FileExistsError:
-                raise AlreadyExists(name) from None
+                raise AlreadyExists(name, href=name) from None
             except OSError as exc:
                 raise Unavailable(f"cannot write {name}: {exc.strerror}") from exc
             finally:

@@ -136,7 +136,12 @@ class NotFound(ConnectorError):
 
 
 class AlreadyExists(ConnectorError):
-    """A create found the object already there (a retried create, or a clash)."""
+    """A create found the object already there (a retried create, or a clash). `href`:
+    where it is, when the connector knows (the engine reads it back into its snapshot)."""
+
+    def __init__(self, message: str, href: str | None = None) -> None:
+        super().__init__(message)
+        self.href = href
 
 
 class WrongEtag(ConnectorError):

@@ -57,6 +57,8 @@ class SourceState:
         self.last_error: str | None = None
         self.failures = 0
         self.attempted_at = 0.0
+        #: synced_at as the store has it (None: never stored).
+        self._stored_synced_at: float | None = None
         #: The incremental sync position, for connectors that offer one.
         self.token: str | None = None
         #: Set while a suspicious shrink is held back: (entries now, entries the sync found).
@@ -138,6 +140,7 @@ class SourceState:
                 snapshot.token,
                 snapshot.synced_at,
             )
+            self._stored_synced_at = snapshot.synced_at
             self._ids = None
             self.version += 1
             event(
@@ -212,7 +215,11 @@ class SourceState:
     async def _accept(
         self, contacts: dict[str, Contact], token: str | None, started: float
     ) -> bool:
-        changed_token = self.token != token
+        # Also when nothing changed, now and then: an instance made again (after a restart,
+        # or after its idle user was evicted) must know the data is fresh, or it syncs again.
+        changed_token = self.token != token or _older_than(
+            self._stored_synced_at, self.config.interval / 2
+        )
         self.synced_at = time.time()
         if contacts is self.contacts:  # nothing changed: cost independent of size
             if changed_token:
@@ -266,6 +273,7 @@ class SourceState:
                 whole,
             )
             self._unsaved = False
+            self._stored_synced_at = self.synced_at
         except Exception as exc:
             self._unsaved = True
             self.last_error = f"cannot save the snapshot: {exc}"
@@ -350,3 +358,7 @@ def _keep_phone_ids(
     for href, contact in contacts.items():
         if not contact.entry_id and (entry_id := phone_ids.get(contact.uid)):
             contacts[href] = contact.replace(entry_id=entry_id)
+
+
+def _older_than(moment: float | None, seconds: float) -> bool:
+    return moment is None or time.time() - moment > seconds

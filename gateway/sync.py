@@ -52,6 +52,9 @@ class Sources:
         #: Asked which users must keep their instances (changes pending in the outbox).
         self.pins: list[Callable[[], set[str]]] = []
         self.evicted_total = 0
+        #: Failing per-user instances dropped from memory -> (failures, attempted_at): a
+        #: new instance takes them over, so an outage keeps its retry backoff.
+        self._failed: dict[tuple[str, str], tuple[int, float]] = {}
 
     def attach_store(self, store: Store) -> None:
         """Keep snapshots in `store` from now on (instances made earlier included)."""
@@ -78,6 +81,8 @@ class Sources:
                 connector = cls(name, source.settings)
             state = self._states[key] = SourceState(name, source, connector, self.store)
             state.metrics = self.metrics
+            if (failed := self._failed.pop(key, None)) is not None:
+                state.failures, state.attempted_at = failed
         if per_user:
             known = self._users.pop(user.xui, None) is not None
             self._users[user.xui] = time.monotonic()
@@ -118,6 +123,8 @@ class Sources:
             for state in states:
                 del self._states[(state.name, xui)]
                 state.evicted = True
+                if state.failures:
+                    self._remember_failure(state, xui)
                 self._close_later(state)
             dropped.add(xui)
             over -= 1
@@ -127,6 +134,20 @@ class Sources:
                 hook(dropped)
             event("users_evicted", logging.DEBUG, users=len(dropped), active=len(self._users))
         return dropped
+
+    def _remember_failure(self, state: SourceState, xui: str) -> None:
+        """Keep a dropped instance's failures while its backoff lasts (at most a source
+        interval), for as many users as may be in memory."""
+        now = time.time()
+        self._failed.pop((state.name, xui), None)  # to the end: newest last
+        self._failed[(state.name, xui)] = (state.failures, state.attempted_at)
+        limit = self.config.server.max_active_users
+        for key, (_, attempted) in list(self._failed.items()):
+            source = self.config.sources.get(key[0])
+            if len(self._failed) > limit or source is None or now - attempted > source.interval:
+                del self._failed[key]  # oldest first; expired backoffs, then the surplus
+            else:
+                break
 
     def _close_later(self, state: SourceState) -> None:
         """Close a dropped instance's connector; requests coming meanwhile have made a new

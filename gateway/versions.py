@@ -231,9 +231,12 @@ class Versions:
         if not mine:
             return None
         # Most of the body's entries (an entry only a newer version has shows the phone got
-        # that one); then fewest the body lacks; then the oldest. Taking a version older
-        # than the phone's costs at most a delete not carried out; a newer one would read
-        # its new entries as deleted and its stale fields as edits.
+        # that one); then fewest the body lacks; then most entries equal to the body's (of
+        # versions with the same entries, the phone holds the one its unchanged entries
+        # equal: an older one would read fields changed upstream since as the phone's
+        # edits, and bring back what another phone deleted); then the oldest. Taking a
+        # version older than the phone's costs at most a delete not carried out; a newer
+        # one would read its new entries as deleted and its stale fields as edits.
         best = max(range(len(mine)), key=lambda index: (*_fit(mine[index], theirs), -index))
         return mine[best]
 
@@ -589,9 +592,12 @@ def _decode(text: str) -> dict[str, Entry]:
     return {e.entry_id: e for e in entries}
 
 
-def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int]:
+def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int, int]:
     """How well a version explains a phone's body: how many of the body's entries it has,
-    then minus how many of its entries the body lacks."""
+    then minus how many of its entries the body lacks, then how many of the body's entries
+    it has exactly as sent (two versions with the same entries differ in their fields: the
+    one the phone holds is the one its unchanged entries equal)."""
     ids = {entry.entry_id for entry in theirs}
     present = sum(1 for entry in theirs if entry.entry_id in version)
-    return present, -sum(1 for entry_id in version if entry_id not in ids)
+    same = sum(1 for entry in theirs if version.get(entry.entry_id) == entry)
+    return present, -sum(1 for entry_id in version if entry_id not in ids), same

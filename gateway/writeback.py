@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Literal
 
-from gateway.connector import AlreadyExists, NotFound, WrongEtag
+from gateway.connector import AlreadyExists, ConnectorError, NotFound, WrongEtag
 from gateway.entry import Entry, apply_entry, changed_fields, contact_to_entry
 from gateway.logs import event
 from gateway.merge import Conflict, Policy, rebase
@@ -94,8 +94,18 @@ async def create(
     async with state.lock:
         try:
             stored = await state.connector.create(contact)
-        except AlreadyExists:
+        except AlreadyExists as exists:
             event("create_exists", **context, source=state.name)
+            # An earlier try landed (before a crash, or its answer was lost): take the
+            # contact into the snapshot now, or the phones lose it until the next sync.
+            if exists.href is not None:
+                try:
+                    stored = await state.connector.get(exists.href)
+                except ConnectorError:
+                    return "applied"  # the next sync brings it
+                await state.stored(
+                    stored if stored.entry_id else stored.replace(entry_id=entry.entry_id)
+                )
             return "applied"
         # The phone's id stays the entry's id, also where the upstream cannot keep it.
         await state.stored(stored if stored.entry_id else stored.replace(entry_id=entry.entry_id))

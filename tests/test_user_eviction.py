@@ -9,6 +9,7 @@ housekeeping step, never by sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -335,3 +336,59 @@ async def test_a_new_user_beyond_the_limit_never_evicts_one_being_served(
     for index in range(users):
         assert await fetch(client, index) == seen[index]
         assert engine.sources.active_users == 1
+
+
+def failed_syncs(engine: Engine) -> float:
+    value = engine.metrics.registry.get_sample_value(
+        "xcap_syncs_total", {"source": "mine", "result": "failed"}
+    )
+    return value or 0.0
+
+
+async def settled(engine: Engine) -> None:
+    """Until the background refreshes the requests started are done."""
+    for _ in range(500):
+        if not engine.sources._tasks:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("background refreshes still running")
+
+
+async def test_an_unchanged_sync_keeps_the_stored_snapshot_fresh(
+    aiohttp_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync that finds nothing new still tells the store when it ran: an instance made
+    again after eviction must not take a fresh snapshot for a stale one and sync again
+    at every request (found with max_active_users = 1: 62 syncs instead of 8)."""
+    client = await aiohttp_client(create_app(books_config(tmp_path, 1)))
+    engine = client.app[keys.ENGINE]
+    await fetch(client, 0)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 1000)  # past the 15 m interval
+    await fetch(client, 0)  # stale: a background refresh, which finds nothing new
+    await settled(engine)
+    synced = syncs(engine)
+    await evict_idle(engine, now=time.monotonic() + LATER)
+    assert user(0).xui not in per_user_states(engine)
+    await fetch(client, 0)
+    await settled(engine)
+    assert syncs(engine) == synced, "the reloaded snapshot was taken for a stale one"
+
+
+async def test_an_evicted_failing_user_keeps_its_retry_backoff(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """u7's folder is a file: its source fails. Evicting it must not let the next request try
+    the upstream again at once (an outage hammered: 60 failed syncs instead of 3)."""
+    client = await aiohttp_client(create_app(books_config(tmp_path, 1)))
+    engine = client.app[keys.ENGINE]
+    (tmp_path / "books" / "u7").write_text("a file where the folder should be")
+    response = await client.get(url(7), headers=SNOM)
+    assert response.status == 503
+    assert failed_syncs(engine) == 1
+    for round_ in range(3):
+        await evict_idle(engine, now=time.monotonic() + LATER * (round_ + 1))
+        assert engine.sources.active_users == 0
+        response = await client.get(url(7), headers=SNOM)
+        assert response.status == 503
+    assert failed_syncs(engine) == 1
