@@ -192,6 +192,8 @@ mode = "basic"
 users_file = "users.htpasswd"
 allow_insecure_basic = true
 max_failures = 100000
+max_failures_per_user = 100000
+max_failures_per_address = 100000
 match = "xui"
 admins = ["admin"]
 realms = {{ "example.com" = "example" }}
