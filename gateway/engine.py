@@ -14,6 +14,7 @@ from gateway.changeset import outbox_items
 from gateway.compose import Composer, Rendered, etag_of, render_entries
 from gateway.config import Config, DocumentConfig
 from gateway.creations import CreationLimiter
+from gateway.edit_budget import bounded
 from gateway.entry import Entry
 from gateway.eviction import evict_idle
 from gateway.gate import Gate
@@ -205,6 +206,8 @@ class Engine:
         base = known_base
         if base is None:
             base = self.versions.base_for(key, user.xui, device, if_match, theirs)
+        # What one entry may change is bounded; what it left as it was costs nothing.
+        theirs = bounded(theirs, base, current, key, user.xui)
         # Entries the cap or de-duplication keep out of the document are still there:
         # an edit of one the phone holds is an edit, not a resurrection.
         plan = merge(base, theirs, current, document.conflict_policy)

@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway import edit_budget
 from gateway.app import create_app
 from gateway.entry import Entry, FieldValue
 from gateway.xcap import counterpath, selector
@@ -464,12 +465,13 @@ async def test_a_phone_cannot_inflate_an_entry(
     await drained(client)
     now = counterpath.parse(await (await client.get(DIRECTORY)).read())
     kept = next(x for x in now if x.entry_id == anna.entry_id)
-    assert len(kept.display_name) == counterpath.MAX_DISPLAY_NAME
+    assert kept.display_name == "Anna Müller"  # a 5,000-character rename is kept out
     text = sum(
         len(name) + sum(map(len, value)) if isinstance(value, tuple) else len(name) + len(value)
         for name, value in kept.fields.items()
+        if anna.fields.get(name) != value  # what the PUT changed
     )
-    assert text <= counterpath.MAX_ENTRY_TEXT
+    assert text <= edit_budget.MAX_EDIT_TEXT
     assert kept.fields.get("business_number") == anna.fields.get("business_number")
     assert len((contacts_dir / "anna.mueller.vcf").read_bytes()) < 8 * 1024
 
@@ -507,3 +509,28 @@ async def test_stored_documents_per_user_are_limited(
     assert (await client.put(base + "one", data=body, headers=headers)).status == 200
     other = "/resource-lists/users/sip:bob@example.com/one"
     assert (await client.put(other, data=body, headers=headers)).status == 201
+
+
+async def test_a_long_value_from_the_directory_goes_back_unchanged(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    """Only what a phone changes counts against the budget: a 3,000-character note that
+    came from upstream survives a PUT of the entry with another field edited."""
+    note = "n" * 3000
+    (contacts_dir / "long.vcf").write_text(
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:long-note\r\nFN:Long Note\r\n"
+        f"NOTE:{note}\r\nTEL;TYPE=CELL:+49 170 1000\r\nEND:VCARD\r\n"
+    )
+    client = await aiohttp_client(create_app(make_config()))
+    response = await client.get(DIRECTORY, headers=SNOM)
+    entries = counterpath.parse(await response.read())
+    long = next(x for x in entries if x.display_name == "Long Note")
+    assert note in str(long.fields)
+    body = counterpath.render(edited(entries, "Long Note", company="Acme"))
+    for headers in ({**SNOM, "If-Match": response.headers["ETag"]}, SNOM):
+        answer = await client.put(DIRECTORY, data=body, headers=headers)
+        assert answer.status == 200
+        await drained(client)
+    card = (contacts_dir / "long.vcf").read_text()
+    assert "ORG:Acme" in card
+    assert "n" * 2000 in card.replace("\r\n ", "")  # folded lines, not a cut note

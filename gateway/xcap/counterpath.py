@@ -28,12 +28,6 @@ _CP = f"{{{CP_NS}}}"
 #: kept like any unknown prop.
 _NUMBERED = re.compile(r"^(?P<base>[a-z_]+)#(?P<n>[0-9]{1,6})$")
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-#: What one entry from a phone may carry: a display name, and names plus values of its
-#: props, in characters. Far beyond what a phone's keypad makes; it keeps every document
-#: the gateway serves (max_entries of them) well inside max_body_size, so a phone can
-#: always PUT it back, and one user cannot inflate a shared book for everyone.
-MAX_DISPLAY_NAME = 256
-MAX_ENTRY_TEXT = 2048
 
 
 def render(entries: Iterable[Entry]) -> bytes:
@@ -104,28 +98,4 @@ def _parse_entry(element: etree._Element) -> Entry:
     fields: dict[str, FieldValue] = dict(plain)
     for name, values in numbers.items():
         fields[name] = tuple(value for _, value in sorted(values, key=lambda item: item[0]))
-    return Entry(entry_id, display_name[:MAX_DISPLAY_NAME], _within_budget(fields))
-
-
-def _within_budget(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
-    """The fields that fit MAX_ENTRY_TEXT, the known ones first (in the order rendered),
-    then unknown props by name; one that does not fit is left out, as an unknown category
-    would be, and the next ones still get their chance."""
-    ordered = [name for name in FIELD_ORDER if name in fields]
-    ordered += sorted(set(fields) - set(FIELD_ORDER))
-    kept: dict[str, FieldValue] = {}
-    left = MAX_ENTRY_TEXT
-    for name in ordered:
-        value = fields[name]
-        if isinstance(value, tuple):
-            numbers = []
-            for number in value:
-                if len(name) + len(number) <= left:
-                    left -= len(name) + len(number)
-                    numbers.append(number)
-            if numbers:
-                kept[name] = tuple(numbers)
-        elif len(name) + len(value) <= left:
-            left -= len(name) + len(value)
-            kept[name] = value
-    return kept
+    return Entry(entry_id, display_name, fields)
