@@ -115,6 +115,8 @@ class ConnectionGuard:
     open: int = 0
     #: Connections made, by client address.
     by_address: dict[str, int] = field(default_factory=dict)
+    #: Connections admitted and made, oldest first.
+    live: dict[GuardedRequestHandler, None] = field(default_factory=dict)
     refused: int = 0
     parse_errors: RateLimitedLog = field(default_factory=RateLimitedLog)
     refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(1, 60.0))
@@ -140,12 +142,23 @@ class ConnectionGuard:
 
     def admit_address(self, address: str) -> bool:
         """Count one more connection from `address`; False (not counted) when it has
-        as many as it may."""
+        as many as it may and none of them is idle (an idle one is closed to make room)."""
         count = self.by_address.get(address, 0)
-        if count >= self.per_address:
+        if count >= self.per_address and not self.close_idle(address):
             return False
         self.by_address[address] = count + 1
         return True
+
+    def close_idle(self, address: str | None = None) -> bool:
+        """Close the oldest idle connection (of `address`, if given) to make room: a
+        keep-alive connection between requests. Phones
+        behind one NAT, each leaving its keep-alive open, must not lock each other out;
+        a request under way is never cut."""
+        for handler in self.live:
+            if handler.idle and (address is None or handler.address == address):
+                handler.force_close()
+                return True
+        return False
 
     def leave_address(self, address: str) -> None:
         count = self.by_address.pop(address, 0) - 1
@@ -210,11 +223,23 @@ class GuardedRequestHandler(RequestHandler):
             self._counted = False
             self._guard.open -= 1
 
+    @property
+    def idle(self) -> bool:
+        """Between requests, with no byte of the next one (a connection that has not yet
+        sent its first request is left to header_timeout)."""
+        return self._request_count > 0 and self._header_bytes == 0 and self._waiting_for_header()
+
+    @property
+    def address(self) -> str | None:
+        return self._address
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._guard.made(self)
         if not self._admitted:
-            self._guard.refuse(transport, "max_connections")
-            return
+            if not self._guard.close_idle():
+                self._guard.refuse(transport, "max_connections")
+                return
+            self._admitted = True
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self._guard.admit_address(address):
@@ -222,6 +247,7 @@ class GuardedRequestHandler(RequestHandler):
             self._guard.refuse(transport, "max_connections_per_address")
             return
         self._address = address
+        self._guard.live[self] = None
         super().connection_made(transport)
         self._arm_header_timer()
 
@@ -229,6 +255,7 @@ class GuardedRequestHandler(RequestHandler):
         self._guard.made(self)
         self.release()
         self._cancel_header_timer()
+        self._guard.live.pop(self, None)
         if self._address is not None:
             self._guard.leave_address(self._address)
             self._address = None
@@ -236,7 +263,8 @@ class GuardedRequestHandler(RequestHandler):
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        waiting_before = self._waiting_for_header()
+        # Before the first request the handler task may not wait yet: all is header then.
+        waiting_before = self._waiting_for_header() or self._request_count == 0
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:

@@ -100,12 +100,22 @@ async def create(
             # contact into the snapshot now, or the phones lose it until the next sync.
             if exists.href is not None:
                 try:
-                    stored = await state.connector.get(exists.href)
+                    landed = await state.connector.get(exists.href)
                 except ConnectorError:
                     return "applied"  # the next sync brings it
-                await state.stored(
-                    stored if stored.entry_id else stored.replace(entry_id=entry.entry_id)
-                )
+                # Only a card that says it is this entry's: a phone-chosen id may name
+                # someone else's card, which must not change hands (or ids).
+                if landed.entry_id == entry.entry_id:
+                    await state.stored(landed)
+                else:
+                    event(
+                        "create_clash",
+                        logging.WARNING,
+                        **context,
+                        source=state.name,
+                        href=exists.href,
+                        detail="the entry's id names another contact; not created",
+                    )
             return "applied"
         # The phone's id stays the entry's id, also where the upstream cannot keep it.
         await state.stored(stored if stored.entry_id else stored.replace(entry_id=entry.entry_id))

@@ -10,8 +10,10 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway import keys
 from gateway.app import create_app
 from gateway.entry import Entry
+from gateway.model import UserRef
 from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory, drained
 
@@ -77,7 +79,8 @@ async def test_a_create_that_landed_before_a_crash_is_served_at_once(
     # What the first try wrote before the process died (the snapshot never learnt of it).
     (contacts_dir / f"{entry_id}.vcf").write_text(
         "BEGIN:VCARD\r\nVERSION:3.0\r\n"
-        f"UID:{entry_id}\r\nFN:Landed Before\r\nTEL;TYPE=CELL:+49 170 5550100\r\n"
+        f"UID:{entry_id}\r\nX-XCAP-ENTRY-ID:{entry_id}\r\nFN:Landed Before\r\n"
+        "TEL;TYPE=CELL:+49 170 5550100\r\n"
         "END:VCARD\r\n"
     )
     created = Entry(entry_id, "Landed Before", {"mobile_number": ("+49 170 5550100",)})
@@ -85,3 +88,68 @@ async def test_a_create_that_landed_before_a_crash_is_served_at_once(
     names = {e.display_name for e in await fetch(client, BRIA)}
     assert "Landed Before" in names
     assert len(list(contacts_dir.glob(f"{entry_id}*.vcf"))) == 1
+
+
+def card(name: str, number: str) -> str:
+    return (
+        f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{name.lower().replace(' ', '-')}\r\nFN:{name}\r\n"
+        f"TEL;TYPE=CELL:{number}\r\nEND:VCARD\r\n"
+    )
+
+
+async def test_a_delete_of_a_contact_added_since_is_carried_out_when_repeated(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    make_config: ConfigFactory,
+    contacts_dir: Path,
+) -> None:
+    """A phone without If-Match deletes a contact added upstream after its last PUT. The
+    first PUT cannot tell that from a lost answer, and keeps the contact; the same delete
+    after the next fetch settles it."""
+    client = await aiohttp_client(create_app(make_config()))
+    engine = client.app[keys.ENGINE]
+    await send(client, SNOM, with_number(await fetch(client, SNOM), "Anna Müller", "+49 1"))
+    (contacts_dir / "walter.vcf").write_text(card("Walter New", "+49 170 9990"))
+    await engine.sources.state("demo", UserRef("")).refresh()
+    for attempt in range(2):
+        held = await fetch(client, SNOM)
+        assert "Walter New" in {e.display_name for e in held}, f"gone before attempt {attempt}"
+        await send(client, SNOM, [e for e in held if e.display_name != "Walter New"])
+    assert not (contacts_dir / "walter.vcf").exists()
+    assert "Walter New" not in {e.display_name for e in await fetch(client, BRIA)}
+
+
+async def test_setting_a_field_back_is_carried_out_when_repeated(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    make_config: ConfigFactory,
+    contacts_dir: Path,
+) -> None:
+    client = await aiohttp_client(create_app(make_config()))
+    first = await fetch(client, SNOM)
+    old = next(e for e in first if e.display_name == "Anna Müller").get("mobile_number")
+    await send(client, BRIA, with_number(await fetch(client, BRIA), "Anna Müller", "+49 2"))
+    for _ in range(2):
+        held = await fetch(client, SNOM)
+        assert isinstance(old, tuple)
+        await send(client, SNOM, with_number(held, "Anna Müller", old[0]))  # back again
+    anna = next(e for e in await fetch(client, BRIA) if e.display_name == "Anna Müller")
+    assert anna.get("mobile_number") == old
+
+
+async def test_a_phone_chosen_id_that_names_another_card_does_not_take_it_over(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    make_config: ConfigFactory,
+    contacts_dir: Path,
+) -> None:
+    """The card 0123…CDEF.vcf is Barbara Boss's (her own UID, no entry id of ours). A
+    phone creating "Evil New" under that id must not adopt her card under its id."""
+    entry_id = "0123456789ABCDEF0123456789ABCDEF"
+    (contacts_dir / f"{entry_id}.vcf").write_text(card("Barbara Boss", "+49 170 4440"))
+    client = await aiohttp_client(create_app(make_config()))
+    before = {e.display_name: e.entry_id for e in await fetch(client, BRIA)}
+    entries = await fetch(client, SNOM)
+    evil = Entry(entry_id, "Evil New", {"mobile_number": ("+49 170 6660",)})
+    await send(client, SNOM, [*entries, evil])
+    after = {e.display_name: e.entry_id for e in await fetch(client, BRIA)}
+    assert after["Barbara Boss"] == before["Barbara Boss"]
+    assert "Barbara Boss" in (contacts_dir / f"{entry_id}.vcf").read_text()
+    assert list(after.values()).count(entry_id) <= 1

@@ -132,6 +132,14 @@ def closed_by_server(sock: socket.socket, seconds: float = 30.0) -> bool:
     return True
 
 
+def busy(port: int) -> socket.socket:
+    """A connection in the middle of sending its request: not idle, so never closed to
+    make room for another."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    return sock
+
+
 def gzip_bomb(inflated: int) -> bytes:
     """A gzip body of zeros that inflates to `inflated` bytes (about 1,000 : 1)."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -217,7 +225,7 @@ def test_connections_beyond_the_cap_get_503_and_the_service_stays_reachable(
     gateway: GatewayFactory,
 ) -> None:
     gw = gateway(server='max_connections = 10\nheader_timeout = "2s"')
-    held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(10)]
+    held = [busy(gw.port) for _ in range(10)]
     extra = socket.create_connection(("127.0.0.1", gw.port))
     extra.settimeout(10)
     answer = extra.recv(4096)
@@ -459,7 +467,7 @@ def test_an_unfinished_header_is_bounded_in_bytes(gateway: GatewayFactory) -> No
 
 def test_one_address_cannot_take_every_connection(gateway: GatewayFactory) -> None:
     gw = gateway(server='max_connections_per_address = 5\nheader_timeout = "30s"')
-    held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(5)]
+    held = [busy(gw.port) for _ in range(5)]
     with socket.create_connection(("127.0.0.1", gw.port)) as sixth:
         sixth.settimeout(10)
         assert sixth.recv(4096).startswith(b"HTTP/1.1 503")
@@ -479,7 +487,7 @@ def test_health_checks_on_the_metrics_listener_survive_a_flood(gateway: GatewayF
         server=f'metrics_listen = "127.0.0.1:{metrics_port}"\nmax_connections = 5\n'
         'header_timeout = "30s"'
     )
-    held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(5)]
+    held = [busy(gw.port) for _ in range(5)]
     with socket.create_connection(("127.0.0.1", gw.port)) as refused:
         refused.settimeout(10)
         assert refused.recv(4096).startswith(b"HTTP/1.1 503")
@@ -523,3 +531,29 @@ def test_a_state_dir_owned_by_someone_else_is_left_as_it_is(
     assert "event=permissions_left_open" in gw.log.read_text()
     database = state / "xcap-gateway.sqlite3"
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
+
+
+def test_idle_keep_alive_connections_make_room_for_new_ones(gateway: GatewayFactory) -> None:
+    """Phones behind one NAT each leave a keep-alive connection open after their poll:
+    the next phone gets in, and the oldest idle connection is closed for it."""
+    gw = gateway(server="max_connections_per_address = 5")
+    kept = []
+    for _ in range(12):
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive
+        sock.settimeout(10)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        kept.append(sock)
+    assert closed_by_server(kept[0])  # the oldest made room
+    for sock in kept:
+        sock.close()
+    # A request under way is never cut for a newcomer.
+    held = [busy(gw.port) for _ in range(5)]
+    with socket.create_connection(("127.0.0.1", gw.port)) as sixth:
+        sixth.settimeout(10)
+        assert sixth.recv(4096).startswith(b"HTTP/1.1 503")
+    for sock in held:
+        sock.sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()
