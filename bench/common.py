@@ -79,6 +79,9 @@ def demo_and_ldap_config(folder: Path, port: int, server: Slapd, page_size: int 
 [server]
 listen = "127.0.0.1:{port}"
 startup_sync_wait = "0s"
+# wrk's 1,000 connections are 1,000 phones, but all from 127.0.0.1.
+max_connections = 2000
+max_connections_per_address = 2000
 [sources.demo]
 type = "vcard-dir"
 path = "contacts"
