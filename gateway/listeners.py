@@ -235,17 +235,19 @@ class GuardedRequestHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._guard.made(self)
-        if not self._admitted:
-            if not self._guard.close_idle():
-                self._guard.refuse(transport, "max_connections")
-                return
-            self._admitted = True
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        # The address's own allowance first: a newcomer refused for it must not have
+        # closed anyone else's connection on the way.
         if not self._guard.admit_address(address):
             self._admitted = False
             self._guard.refuse(transport, "max_connections_per_address")
             return
+        if not self._admitted and not self._guard.close_idle():
+            self._guard.leave_address(address)
+            self._guard.refuse(transport, "max_connections")
+            return
+        self._admitted = True
         self._address = address
         self._guard.live[self] = None
         super().connection_made(transport)

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.entry import Entry, FieldValue, entry_from_json, entry_to_json
+from gateway.entry import Entry, entry_from_json, entry_to_json
 from gateway.logs import event
 from gateway.store import Store
 
@@ -102,9 +102,6 @@ class Versions:
         self.max_histories: int | None = None
         #: Histories being read in a worker thread -> [readers, drops meanwhile].
         self._reading: dict[Key, list[int]] = {}
-        #: Per (document, user, device): changes its last PUT carried that were not carried
-        #: out for doubt (see _settle_doubts).
-        self._doubts: dict[tuple[str, str, str], frozenset[Doubt]] = {}
         self._prune_due = 0.0
 
     def configure(self, keep: Mapping[str, int], keep_for: Mapping[str, float]) -> None:
@@ -241,42 +238,7 @@ class Versions:
         # version older than the phone's costs at most a delete not carried out; a newer
         # one would read its new entries as deleted and its stale fields as edits.
         best = max(range(len(mine)), key=lambda index: (*_fit(mine[index], theirs), -index))
-        return self._settle_doubts((document, user, device), mine[best], mine[-1], theirs)
-
-    def _settle_doubts(
-        self,
-        device: tuple[str, str, str],
-        chosen: Entries,
-        newest: Entries,
-        theirs: Sequence[Entry],
-    ) -> Entries:
-        """`chosen` as the base, with the doubts this device's previous PUT left confirmed.
-
-        Where the body differs from the newest version served to the device but not from
-        the older one chosen (an entry added upstream since is missing; a field changed
-        upstream since has its earlier value), the phone either changed it or never got
-        the newest answer: the change is not carried out, and remembered. The same body
-        difference in the device's next PUT, after it was served the newer state again,
-        settles it: the phone means it (two lost answers in a row it is not), and the
-        base takes the newest version's side, so the merge carries the change out."""
-        doubts = _doubts(theirs, chosen, newest) if chosen is not newest else frozenset()
-        confirmed = doubts & self._doubts.pop(device, frozenset())
-        if doubts - confirmed:
-            self._doubts[device] = doubts - confirmed
-            if len(self._doubts) > MAX_DOUBTS:  # oldest first
-                del self._doubts[next(iter(self._doubts))]
-        if not confirmed:
-            return chosen
-        base = dict(chosen)
-        for doubt in confirmed:
-            entry_id = doubt[1]
-            if doubt[0] == "gone":
-                base[entry_id] = newest[entry_id]
-            else:
-                base[entry_id] = _with_field(
-                    base[entry_id], doubt[2], newest[entry_id].get(doubt[2])
-                )
-        return base
+        return mine[best]
 
     def held_by(self, document: str, user: str, device: str) -> dict[str, Entry]:
         """Every entry of the versions this device holds or held (newest wins): where an
@@ -628,39 +590,6 @@ class Versions:
 def _decode(text: str) -> dict[str, Entry]:
     entries = [entry_from_json(item) for item in json.loads(text)]
     return {e.entry_id: e for e in entries}
-
-
-#: A doubt: ("gone", entry_id) or ("field", entry_id, name, the body's value).
-Doubt = tuple[str, ...] | tuple[str, str, str, FieldValue]
-#: Devices whose doubts are remembered (a few per user is plenty; oldest go first).
-MAX_DOUBTS = 10_000
-
-
-def _doubts(theirs: Sequence[Entry], chosen: Entries, newest: Entries) -> frozenset[Doubt]:
-    """Where the body differs from `newest` but not from `chosen`."""
-    body = {entry.entry_id: entry for entry in theirs}
-    found: set[Doubt] = {
-        ("gone", entry_id) for entry_id in newest if entry_id not in body and entry_id not in chosen
-    }
-    for entry_id, entry in body.items():
-        old, new = chosen.get(entry_id), newest.get(entry_id)
-        if old is None or new is None or old == new:
-            continue
-        for name in old.names() | new.names():
-            value = entry.get(name)
-            if value == old.get(name) and value != new.get(name):
-                found.add(("field", entry_id, name, value))
-    return frozenset(found)
-
-
-def _with_field(entry: Entry, name: str, value: FieldValue) -> Entry:
-    if name == "display_name":
-        assert isinstance(value, str)
-        return Entry(entry.entry_id, value, entry.fields)
-    fields = {k: v for k, v in entry.fields.items() if k != name}
-    if value:
-        fields[name] = value
-    return Entry(entry.entry_id, entry.display_name, fields)
 
 
 def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int, int]:

@@ -557,3 +557,21 @@ def test_idle_keep_alive_connections_make_room_for_new_ones(gateway: GatewayFact
         sock.settimeout(10)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         sock.close()
+
+
+def test_a_newcomer_refused_for_its_address_closes_nobody(gateway: GatewayFactory) -> None:
+    gw = gateway(server="max_connections = 3\nmax_connections_per_address = 2")
+    victim = socket.create_connection(("127.0.0.1", gw.port), source_address=("127.0.0.2", 0))
+    victim.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # then idle, kept alive
+    victim.settimeout(10)
+    assert victim.recv(4096).startswith(b"HTTP/1.1 200")
+    held = [busy(gw.port) for _ in range(2)]  # this address's allowance, and the cap
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", gw.port)) as extra:
+            extra.settimeout(10)
+            assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+    victim.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert victim.recv(4096).startswith(b"HTTP/1.1 200"), "the idle victim was closed"
+    victim.close()
+    for sock in held:
+        sock.close()
