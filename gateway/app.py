@@ -13,8 +13,8 @@ from gateway import control, keys
 from gateway.auth.directory import directory_password_check
 from gateway.auth.middleware import LOGIN, Authenticator
 from gateway.config import Config, ConfigError, load_config
+from gateway.connection_guard import SERVER_NAME
 from gateway.engine import Engine
-from gateway.listeners import SERVER_NAME
 from gateway.logs import event
 from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
 from gateway.xcap.uri import request_path

@@ -29,7 +29,7 @@ import aiohttp
 import pytest
 import trustme
 
-from gateway import listeners
+from gateway import connection_guard
 from tests.conftest import write_config
 from tests.support import free_port, stop_process, wait_listening
 from tests.test_tls import write_cert
@@ -257,7 +257,7 @@ def test_a_low_descriptor_limit_caps_connections_below_it(gateway: GatewayFactor
     limited = re.search(r"event=connections_limited max_connections=(\d+)", gw.log.read_text())
     assert limited is not None
     # The reserve holds a whole accept backlog besides the database and the sources.
-    assert int(limited[1]) <= 256 - listeners.BACKLOG - listeners.MIN_RESERVE
+    assert int(limited[1]) <= 256 - connection_guard.BACKLOG - connection_guard.MIN_RESERVE
     socks: list[socket.socket] = []
     refused = 0
     for _ in range(1100):
@@ -304,7 +304,7 @@ def test_unparsable_headers_are_logged_without_their_values(gateway: GatewayFact
     assert CREDENTIALS not in log and "alice-pw" not in log
     assert "Traceback" not in log
     # Rate-limited: 60 bad requests, at most a burst of lines.
-    assert log.count("event=bad_request") <= listeners.RateLimitedLog().burst
+    assert log.count("event=bad_request") <= connection_guard.RateLimitedLog().burst
 
 
 async def test_the_server_header_names_no_versions(gateway: GatewayFactory) -> None:
