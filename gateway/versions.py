@@ -22,19 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from gateway.entry import Entry, entry_from_json, entry_to_json
+from gateway.entry import Entry
 from gateway.logs import event
 from gateway.store import Store
+from gateway.versions_rows import (
+    Batch,
+    Entries,
+    Found,
+    Key,
+    Served,
+    prune_rows,
+    read_history,
+    write_batch,
+)
 
-Entries = Mapping[str, Entry]
 #: Devices per user and document whose versions are kept (the most recently served).
 MAX_DEVICES = 50
 #: Entries held in the versions of one user and document together, newest versions
@@ -42,7 +49,6 @@ MAX_DEVICES = 50
 #: whole books in memory. The newest version is always kept; an older one dropped only
 #: weakens base selection (a PUT without a base deletes nothing).
 MAX_HELD_ENTRIES = 10_000
-Key = tuple[str, str]  # (document, user) or (document, etag)
 #: How long versions are kept for a document without keep_versions_for (30 days).
 DEFAULT_KEEP_FOR = 30 * 86400.0
 #: Served records are pruned from the database this much later than keep_for says: poll
@@ -51,26 +57,6 @@ DEFAULT_KEEP_FOR = 30 * 86400.0
 PRUNE_MARGIN = 2 * 3600.0
 #: How often `prune_due` prunes.
 PRUNE_SECONDS = 3600.0
-
-
-#: A history read from the database: its records, and the entries of their versions.
-_Found = tuple[list["Served"], dict[str, Entries]]
-
-
-@dataclass(frozen=True)
-class _Batch:
-    served: list[tuple[str, str, list[tuple[str, str, float, bool]]]]
-    versions: list[tuple[Key, Entries]]
-    forgotten: list[Key]
-
-
-@dataclass
-class Served:
-    etag: str
-    device: str
-    at: float
-    #: The device sent this version itself (a PUT body): it surely holds it.
-    sent: bool = False
 
 
 class Versions:
@@ -296,38 +282,17 @@ class Versions:
             if not reading[0]:
                 del self._reading[key]
 
-    def _read_or_log(self, store: Store, key: Key) -> _Found:
+    def _read_or_log(self, store: Store, key: Key) -> Found:
         """A failing database reads as no history: merges then delete nothing."""
         try:
-            return self.read(store, key, time.time() - self.keep_for.get(key[0], DEFAULT_KEEP_FOR))
+            return read_history(
+                store, key, time.time() - self.keep_for.get(key[0], DEFAULT_KEEP_FOR)
+            )
         except Exception as exc:
             event("versions_read_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
             return [], {}
 
-    @staticmethod
-    def read(store: Store, key: Key, oldest: float) -> _Found:
-        """Blocking: a history's records served since `oldest`, and their versions."""
-        document, user = key
-        with store.transaction() as db:
-            rows = db.execute(
-                "SELECT device, etag, served_at, sent FROM served WHERE document=? AND user=?"
-                " AND served_at >= ? ORDER BY served_at",
-                (document, user, oldest),
-            ).fetchall()
-            etags = sorted({row[1] for row in rows})
-            texts = [
-                db.execute(
-                    "SELECT entries FROM versions WHERE document=? AND etag=?", (document, etag)
-                ).fetchone()
-                for etag in etags
-            ]
-        contents: dict[str, Entries] = {
-            etag: _decode(text[0]) for etag, text in zip(etags, texts, strict=True) if text
-        }
-        history = [Served(etag, device, at, bool(sent)) for device, etag, at, sent in rows]
-        return history, contents
-
-    def _install(self, key: Key, found: _Found) -> list[Served]:
+    def _install(self, key: Key, found: Found) -> list[Served]:
         history, contents = found
         document = key[0]
         for served in history:
@@ -434,7 +399,7 @@ class Versions:
         """Write what changed since the last write (blocking); False when it failed."""
         batch = self._take()
         try:
-            self.write(store, batch)
+            write_batch(store, batch)
         except Exception as exc:
             return self._failed(batch, exc)
         return self._written(batch)
@@ -444,17 +409,17 @@ class Versions:
         event loop (the tables change under requests) and marked saved only once written."""
         batch = self._take()
         try:
-            await asyncio.to_thread(self.write, store, batch)
+            await asyncio.to_thread(write_batch, store, batch)
         except Exception as exc:
             return self._failed(batch, exc)
         return self._written(batch)
 
-    def _written(self, batch: _Batch) -> bool:
+    def _written(self, batch: Batch) -> bool:
         self._saved |= {key for key, _ in batch.versions}
         self._in_flight -= Counter((document, user) for document, user, _ in batch.served)
         return True
 
-    def _failed(self, batch: _Batch, exc: Exception) -> bool:
+    def _failed(self, batch: Batch, exc: Exception) -> bool:
         """What was not written goes back for the next write; the failure is logged."""
         self._in_flight -= Counter((document, user) for document, user, _ in batch.served)
         self._dirty |= {(document, user) for document, user, _ in batch.served}
@@ -467,7 +432,7 @@ class Versions:
         self._dirty |= self._touched
         self._touched = set()
 
-    def _take(self) -> _Batch:
+    def _take(self) -> Batch:
         dirty, self._dirty = self._dirty, set()
         forgotten, self._forgotten = self._forgotten, set()
         served = [
@@ -483,35 +448,7 @@ class Versions:
         versions = [
             (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
         ]
-        return _Batch(served, versions, sorted(forgotten))
-
-    @staticmethod
-    def write(store: Store, batch: _Batch) -> None:
-        """Blocking: one transaction; each version's entries are encoded once."""
-        with store.transaction() as db:
-            for document, user, rows in batch.served:
-                db.execute("DELETE FROM served WHERE document=? AND user=?", (document, user))
-                db.executemany(
-                    "INSERT OR REPLACE INTO served (document, user, device, etag, served_at,"
-                    " sent) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(document, user, *row) for row in rows],
-                )
-            for (document, etag), entries in batch.versions:
-                db.execute(
-                    "INSERT OR IGNORE INTO versions (document, etag, entries, created)"
-                    " VALUES (?, ?, ?, ?)",
-                    (
-                        document,
-                        etag,
-                        json.dumps([entry_to_json(e) for e in entries.values()]),
-                        time.time(),
-                    ),
-                )
-            db.executemany(
-                "DELETE FROM versions WHERE document=? AND etag=? AND NOT EXISTS (SELECT 1 FROM"
-                " served s WHERE s.document = versions.document AND s.etag = versions.etag)",
-                batch.forgotten,
-            )
+        return Batch(served, versions, sorted(forgotten))
 
     def load(self, store: Store) -> None:
         """Read histories from `store` from now on, each when first needed; delete the
@@ -543,53 +480,18 @@ class Versions:
         when = time.time() if now is None else now
         try:
             return await asyncio.to_thread(
-                self._prune, self._store, when, keep_for, resident, named
+                prune_rows,
+                self._store,
+                when,
+                keep_for,
+                DEFAULT_KEEP_FOR,
+                PRUNE_MARGIN,
+                resident,
+                named,
             )
         except Exception as exc:
             event("versions_prune_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
             return 0
-
-    @staticmethod
-    def _prune(
-        store: Store,
-        now: float,
-        keep_for: Mapping[str, float],
-        resident: list[Key],
-        named: list[Key],
-    ) -> int:
-        pruned = 0
-        with store.transaction() as db:
-            db.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS resident (document TEXT, user TEXT,"
-                " PRIMARY KEY (document, user))"
-            )
-            db.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS named (document TEXT, etag TEXT,"
-                " PRIMARY KEY (document, etag))"
-            )
-            db.executemany("INSERT OR IGNORE INTO temp.resident VALUES (?, ?)", resident)
-            db.executemany("INSERT OR IGNORE INTO temp.named VALUES (?, ?)", named)
-            documents = [row[0] for row in db.execute("SELECT DISTINCT document FROM served")]
-            for document in documents:
-                oldest = now - keep_for.get(document, DEFAULT_KEEP_FOR) - PRUNE_MARGIN
-                pruned += db.execute(
-                    "DELETE FROM served WHERE document=? AND served_at < ? AND (document, user)"
-                    " NOT IN (SELECT document, user FROM temp.resident)",
-                    (document, oldest),
-                ).rowcount
-            db.execute(
-                "DELETE FROM versions WHERE (document, etag) NOT IN"
-                " (SELECT document, etag FROM served) AND (document, etag) NOT IN"
-                " (SELECT document, etag FROM temp.named)"
-            )
-            db.execute("DELETE FROM temp.resident")
-            db.execute("DELETE FROM temp.named")
-        return pruned
-
-
-def _decode(text: str) -> dict[str, Entry]:
-    entries = [entry_from_json(item) for item in json.loads(text)]
-    return {e.entry_id: e for e in entries}
 
 
 def _fit(version: Entries, theirs: Sequence[Entry]) -> tuple[int, int, int]:
