@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import hdrs, web
 
-from gateway import control, keys
+from gateway import control, keys, phonebook_views
 from gateway.auth.directory import directory_password_check
 from gateway.auth.middleware import LOGIN, Authenticator
 from gateway.config import Config, ConfigError, load_config
@@ -40,6 +40,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", control.alive)
     app.router.add_get("/readyz", control.ready)
     app.router.add_get("/metrics", _metrics)
+    phonebook_views.add_routes(app, config.server.phonebook_root)
     app.router.add_route("*", "/{tail:.*}", xcap_handler)
     return app
 

@@ -36,6 +36,7 @@ from gateway.connector import (
     template_names,
     templated_settings,
 )
+from gateway.formats import UnknownFormat, load_format
 from gateway.model import is_one_name, normalize_domain
 from gateway.numbers import NumberFormat
 
@@ -100,6 +101,8 @@ class ServerConfig(_Strict):
     #: Bytes of request line and header fields together at most (431 beyond): the
     #: header_timeout bounds time, this bounds the memory a connection holds meanwhile.
     max_header_size: int = Field(default=16 * 1024, ge=1024)
+    #: Where the phone formats other than XCAP live: {phonebook_root}/{format}/users/...
+    phonebook_root: str = "/phonebook"
     #: Stored (not directory) documents one user may keep, e.g. Bria's buddy lists.
     max_stored_documents: int = Field(default=32, ge=1)
     #: Who may read /metrics: "open" (anyone), "admins" ([auth] admins log in), "off".
@@ -129,6 +132,13 @@ class ServerConfig(_Strict):
     @classmethod
     def _root(cls, value: str) -> str:
         return "/" + value.strip("/") if value.strip("/") else ""
+
+    @field_validator("phonebook_root")
+    @classmethod
+    def _phonebook_root(cls, value: str) -> str:
+        if not value.strip("/"):
+            raise ValueError('give a path prefix like "/phonebook" (the XCAP side has "/")')
+        return "/" + value.strip("/")
 
 
 class AuthConfig(_Strict):
@@ -227,6 +237,9 @@ class DocumentConfig(_Strict):
     #: Versions served per user and document kept as merge bases, and for how long.
     keep_versions: int = Field(default=5, ge=1, le=100)
     keep_versions_for: PositiveDuration = 30 * 86400.0
+    #: The formats this document is served in (see gateway.formats); "counterpath" is the
+    #: XCAP document.
+    formats: list[str] = ["counterpath"]
     #: Entries one PUT may create in write_to; the rest are kept out (logged).
     max_creations_per_put: int = Field(default=100, ge=0)
     #: Entries one user may create in this document within creation_window (logged beyond).
@@ -250,6 +263,16 @@ class DocumentConfig(_Strict):
 
     def numbers(self) -> NumberFormat:
         return NumberFormat(self.number_format, self.default_region, self.outside_line_prefix)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                load_format(name)
+            except UnknownFormat as exc:
+                raise ValueError(str(exc)) from None
+        return list(dict.fromkeys(value))
 
     @field_validator("auid")
     @classmethod

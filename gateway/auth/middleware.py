@@ -14,6 +14,7 @@ from gateway.auth.digest import Digest, DigestFailed, UriMismatch, parse_params
 from gateway.auth.limits import Attempt, FailureLimiter
 from gateway.auth.users import UserFile
 from gateway.config import AuthConfig, Config
+from gateway.formats.urls import phonebook_path
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.model import normalize_xui
@@ -92,7 +93,11 @@ class Authenticator:
         if self.auth.mode == "basic" and not request.secure and not self.auth.allow_insecure_basic:
             # No challenge here: a client that got one would send its password in clear.
             raise web.HTTPForbidden(text="basic authentication needs HTTPS\n")
-        path = request_path(request, self.config.server.xcap_root)
+        server = self.config.server
+        # A phonebook URL names its owner as an XCAP URL does: the same rules apply.
+        path = request_path(request, server.xcap_root) or phonebook_path(
+            request, server.phonebook_root
+        )
         realm = self.realm_for(path)
         address = request.remote or "-"
         if wait := self.limiter.blocked(address):

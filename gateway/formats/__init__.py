@@ -1,0 +1,75 @@
+"""Phone directory formats: each renders a document's entries as one vendor's phones read
+them. The engine produces entries and knows no format; built-in formats and third-party
+ones are found the same way, through the entry-point group `xcap_gateway.formats`.
+
+A format is an object with a `name`, a `content_type` and `render(entries, query)`, which
+returns the bytes to serve. Every format is read-only: edits come back only through XCAP.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Protocol, runtime_checkable
+
+from gateway.entry import Entry
+
+ENTRY_POINT_GROUP = "xcap_gateway.formats"
+#: What phones read when nobody says otherwise: XML in UTF-8 (Polycom's browser aside).
+XML_TYPE = "text/xml"
+#: A search term longer than this names nobody: refused before any work (400).
+MAX_QUERY = 100
+#: The most entries one page may ask for.
+MAX_LIMIT = 1000
+
+
+class BadQuery(ValueError):
+    """A query parameter no phone sends: answered 400."""
+
+
+class UnknownFormat(LookupError):
+    """No format is registered under the name."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a request asks of a format: a search term (`q`), a page (`offset`, `limit`),
+    and the URL the request came to (for paging links)."""
+
+    q: str = ""
+    offset: int = 0
+    limit: int | None = None
+    url: str = ""
+
+    @property
+    def plain(self) -> bool:
+        """The whole list, as every phone fetching the same URL gets it (cacheable)."""
+        return not self.q and not self.offset and self.limit is None
+
+
+@runtime_checkable
+class Format(Protocol):
+    name: str
+    content_type: str
+
+    def render(self, entries: Sequence[Entry], query: Query) -> bytes:
+        """The bytes a phone reads for `entries` (in the document's order)."""
+        ...
+
+
+def available_formats() -> list[str]:
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+@functools.cache
+def load_format(name: str) -> Format:
+    """The format registered under `name`; UnknownFormat when there is none."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        found = ep.load()
+        if not isinstance(found, Format):
+            raise UnknownFormat(f"entry point {ep.value!r} for format {name!r} is not a Format")
+        return found
+    known = ", ".join(available_formats()) or "none installed"
+    raise UnknownFormat(f"unknown format {name!r} (known: {known})")

@@ -1,0 +1,136 @@
+"""The phone formats besides XCAP: `{phonebook_root}/{format}/users/{xui}/{document}`,
+where `{document}` is the `[documents.NAME]` key. GET, HEAD and POST (Snom's Remote XML
+Directory fetches with POST; a body is ignored) answer the same bytes, with a strong
+ETag, 304 on If-None-Match and gzip when asked. Authentication and owner rules are the
+XCAP document's (the authenticator reads the xui through `phonebook_path`)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.compose import NotReady
+from gateway.connector import UnsafeTemplateValue
+from gateway.entry import Entry
+from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
+from gateway.formats.urls import phonebook_path
+from gateway.xcap.http import accepts_gzip, if_none_match_holds
+
+METHODS = ("GET", "HEAD", "POST")
+RETRY_AFTER = 30
+#: Renderings of the whole list kept per (format, composition version): phones polling
+#: the same book get the same bytes without rendering them again.
+CACHED_RENDERINGS = 256
+
+
+@dataclass(frozen=True)
+class Rendering:
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+
+def query_of(request: web.Request) -> Query:
+    """`q`, `offset` and `limit`; BadQuery for what no phone sends."""
+    params = request.rel_url.query
+    term = params.get("q", "").strip()
+    if len(term) > MAX_QUERY or any(ord(c) < 32 for c in term):
+        raise BadQuery(f"q is at most {MAX_QUERY} printable characters")
+    return Query(
+        q=term,
+        offset=_number(params.get("offset"), "offset", 0, 10**6) or 0,
+        limit=_number(params.get("limit"), "limit", 1, MAX_LIMIT),
+        url=str(request.rel_url.with_query(None)),
+    )
+
+
+def _number(value: str | None, name: str, low: int, high: int) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise BadQuery(f"{name} is a whole number from {low} to {high}")
+    return int(value)
+
+
+async def phonebook_handler(request: web.Request) -> web.StreamResponse:
+    engine = request.app[keys.ENGINE]
+    config = engine.config
+    path = phonebook_path(request, config.server.phonebook_root)
+    if path is None or path.user is None:
+        raise web.HTTPNotFound(text="not a phonebook URL: {root}/{format}/users/{xui}/{doc}\n")
+    document = config.documents.get(path.document)
+    domains = config.auth.domains
+    if document is None or (domains and path.user.domain not in domains):
+        raise web.HTTPNotFound(text="no such document\n")
+    if path.auid not in document.formats:
+        raise web.HTTPNotFound(text=f"{path.document} is not served as {path.auid}\n")
+    if request.method not in METHODS:
+        raise web.HTTPMethodNotAllowed(request.method, list(METHODS))
+    try:
+        query = query_of(request)
+    except BadQuery as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from exc
+    try:
+        rendered = await engine.document(path.document, path.user)
+    except UnsafeTemplateValue as exc:
+        raise web.HTTPNotFound(text="no such user\n") from exc
+    except NotReady as exc:
+        raise web.HTTPServiceUnavailable(
+            text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
+        ) from exc
+    fmt = load_format(path.auid)
+    entries = list(rendered.entries.values())
+    if query.plain:
+        rendering = _cached(request.app, fmt, rendered.etag, entries, query)
+    else:
+        rendering = _render(fmt, entries, query)
+    return _answer(request, fmt, rendering)
+
+
+def _render(fmt: Format, entries: list[Entry], query: Query) -> Rendering:
+    body = fmt.render(entries, query)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return Rendering(body, gzip.compress(body, mtime=0), etag)
+
+
+class Renderings(OrderedDict[tuple[str, str], Rendering]):
+    """(format, composition ETag) -> its rendering, least recently used first."""
+
+
+_CACHE = web.AppKey("phonebook_renderings", Renderings)
+
+
+def add_routes(app: web.Application, root: str) -> None:
+    """The phonebook URLs, before the XCAP catch-all."""
+    app[_CACHE] = Renderings()
+    app.router.add_route("*", root + "/{tail:.*}", phonebook_handler)
+
+
+def _cached(
+    app: web.Application, fmt: Format, version: str, entries: list[Entry], query: Query
+) -> Rendering:
+    cache = app[_CACHE]
+    key = (fmt.name, version)
+    if (found := cache.get(key)) is not None:
+        cache.move_to_end(key)
+        return found
+    rendering = cache[key] = _render(fmt, entries, query)
+    while len(cache) > CACHED_RENDERINGS:
+        cache.popitem(last=False)
+    return rendering
+
+
+def _answer(request: web.Request, fmt: Format, rendering: Rendering) -> web.Response:
+    headers = {"ETag": rendering.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if not if_none_match_holds(request.headers.get("If-None-Match"), rendering.etag):
+        return web.Response(status=304, headers=headers)
+    body = rendering.body
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = rendering.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers, content_type=fmt.content_type, charset="utf-8")

@@ -1,0 +1,56 @@
+"""Snom's Remote XML Directory, read as the phone reads it: `tbook/contact`, name fields,
+`numbers/number@no` with a type."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from lxml import etree
+
+from tests.format_contract import FormatContract
+
+Client = TestClient[web.Request, web.Application]
+
+
+class TestSnomRemoteXml(FormatContract):
+    format = "snom"
+
+    def read(self, body: bytes) -> list[tuple[str, list[str]]]:
+        root = etree.fromstring(body)
+        assert root.tag == "tbook" and root.get("version") == "2.0"
+        assert root.get("complete") == "true" and root.get("e") == "2"
+        found = []
+        for contact in root.iter("contact"):
+            name = f"{contact.findtext('first_name')} {contact.findtext('last_name')}".strip()
+            numbers = [n.get("no") for n in contact.iter("number")]
+            assert all(
+                n.get("type") in ("business", "mobile", "home", "sip")
+                for n in contact.iter("number")
+            )
+            found.append((name, [n for n in numbers if n]))
+        return found
+
+    async def test_post_is_a_fetch_and_its_body_is_ignored(self, client: Client) -> None:
+        got = await client.get(self.url())
+        posted = await client.post(self.url(), data=b"ignored=1")
+        assert posted.status == 200
+        assert await posted.read() == await got.read()
+
+
+class TestYealink(FormatContract):
+    format = "yealink"
+
+    def read(self, body: bytes) -> list[tuple[str, list[str]]]:
+        root = etree.fromstring(body)
+        assert root.tag.endswith("IPPhoneDirectory")
+        return [
+            (entry.findtext("Name") or "", [t.text or "" for t in entry.findall("Telephone")])
+            for entry in root.iter("DirectoryEntry")
+        ]
+
+    async def test_search_through_q_finds_by_name_prefix_and_digits(self, client: Client) -> None:
+        names = self.read(await (await client.get(self.url() + "?q=mull")).read())
+        assert names and all("Müller" in name for name, _ in names)
+        digits = self.read(await (await client.get(self.url() + "?q=3333")).read())
+        assert [name for name, _ in digits] == ["Jürgen Müller-Straße"]
+        assert self.read(await (await client.get(self.url() + "?q=zzzqqq")).read()) == []

@@ -1,0 +1,48 @@
+"""The phonebook URLs follow the XCAP document's authentication and owner rules: alice
+reads her own book in every format, bob gets 403 on hers, nobody gets in without
+credentials; an unknown format in the configuration is an error naming the key."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.config import ConfigError
+from tests.conftest import ConfigFactory
+from tests.test_auth import basic, htpasswd
+
+Client = TestClient[web.Request, web.Application]
+ALICE = "/phonebook/snom/users/sip:alice@example.com/tbook"
+
+
+async def test_owner_rules_hold_for_phonebook_urls(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    make_config: ConfigFactory,
+    tmp_path: Path,
+) -> None:
+    users = htpasswd(tmp_path / "users.htpasswd")
+    config = make_config(
+        document='formats = ["counterpath", "snom", "yealink"]',
+        extra=f'[auth]\nmode = "basic"\nusers_file = "{users}"\nallow_insecure_basic = true\n',
+    )
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get(ALICE)).status == 401
+    assert (await client.get(ALICE, headers=basic("alice", "alice-pw"))).status == 200
+    assert (await client.get(ALICE, headers=basic("bob", "bob-pw"))).status == 403
+    percent = "/phonebook/yealink/users/sip%3Aalice%40example.com/tbook"
+    assert (await client.get(percent, headers=basic("alice", "alice-pw"))).status == 200
+    assert (await client.get(percent, headers=basic("bob", "bob-pw"))).status == 403
+    not_listed = "/phonebook/counterpath/users/sip:alice@example.com/tbook"
+    assert (await client.get(not_listed, headers=basic("alice", "alice-pw"))).status == 200
+
+
+def test_an_unknown_format_is_a_config_error_naming_the_key(make_config: ConfigFactory) -> None:
+    with pytest.raises(ConfigError) as error:
+        make_config(document='formats = ["snom", "no-such-phone"]')
+    assert "[documents.tbook] formats" in str(error.value)
+    assert "no-such-phone" in str(error.value)
