@@ -450,12 +450,28 @@ def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Proble
         file = getattr(server, key)
         if file is not None and not file.is_file():
             yield Problem(path, "server", key, f"no such file: {file}")
+    if (clash := _phonebook_clash(config)) is not None:
+        yield Problem(path, "server", "phonebook_root", clash)
     if server.metrics == "admins" and (config.auth.mode == "none" or not config.auth.admins):
         yield Problem(
             path, "server", "metrics", '"admins" needs [auth] mode digest or basic, and admins'
         )
     yield from _auth_checks(config)
     yield from _template_checks(config)
+
+
+def _phonebook_clash(config: Config) -> str | None:
+    """Why phonebook URLs would hide XCAP ones, if they would."""
+    root, xcap = config.server.phonebook_root, config.server.xcap_root
+    if root == xcap:
+        return "must differ from xcap_root"
+    if xcap and not root.startswith(xcap + "/"):
+        return None
+    first = root[len(xcap) :].strip("/").split("/")[0]
+    auids = {document.auid for document in config.documents.values()}
+    if first in auids | {"resource-lists", "xcap-caps"}:
+        return f"{root!r} is where the XCAP application {first!r} lives: choose another path"
+    return None
 
 
 def _problems(path: Path, prefix: tuple[str, ...], exc: ValidationError) -> Iterator[Problem]:

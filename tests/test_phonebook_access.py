@@ -46,3 +46,32 @@ def test_an_unknown_format_is_a_config_error_naming_the_key(make_config: ConfigF
         make_config(document='formats = ["snom", "no-such-phone"]')
     assert "[documents.tbook] formats" in str(error.value)
     assert "no-such-phone" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("server", "document"),
+    [
+        ('phonebook_root = "/xcap"\nxcap_root = "/xcap"', ""),
+        ('phonebook_root = "/resource-lists"', ""),
+    ],
+)
+def test_a_phonebook_root_that_would_hide_xcap_urls_is_a_config_error(
+    tmp_path: Path, contacts_dir: Path, server: str, document: str
+) -> None:
+    from gateway.config import load_config
+    from tests.conftest import write_config
+
+    text = f"""
+[server]
+{server}
+[sources.demo]
+type = "vcard-dir"
+path = "{contacts_dir}"
+[documents.tbook]
+name = "tbook.xml"
+sources = ["demo"]
+{document}
+"""
+    with pytest.raises(ConfigError) as error:
+        load_config(write_config(tmp_path, text))
+    assert "[server] phonebook_root" in str(error.value)
