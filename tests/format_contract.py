@@ -117,3 +117,12 @@ class FormatContract:
     ) -> None:
         response = await client.get(self.url() + "?" + query)
         assert response.status in (200, 400), query
+
+    async def test_the_declaration_is_the_one_vendors_show(self, client: Client) -> None:
+        body = await (await client.get(self.url())).read()
+        assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+        assert (
+            (await client.get(self.url()))
+            .headers["Content-Type"]
+            .startswith(("text/xml", "application/"))
+        )

@@ -25,8 +25,12 @@ def child(
     return element
 
 
+#: Double quotes, as every vendor's examples write it (lxml's own uses single ones).
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
 def document(root: etree._Element) -> bytes:
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
 
 
 def first_last(entry: Entry) -> tuple[str, str]:
