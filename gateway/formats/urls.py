@@ -12,12 +12,16 @@ from gateway.model import UserRef
 from gateway.xcap.uri import XcapPath
 
 _PATH = web.RequestKey[XcapPath | None]("phonebook_path")
+#: Formats whose phones append a fixed file name to the URL they are given (Grandstream
+#: GETs `<P331>/phonebook.xml`): `…/{document}/{file name}` names the same book.
+APPENDED_FILE = {"grandstream": "phonebook.xml"}
 
 
 def parse_phonebook_path(raw_path: str, root: str) -> XcapPath | None:
     """`{root}/{format}/users/{xui}/{document}` as an XcapPath whose `auid` is the format
     and `document` the document key; None for anything else (or an xui that does not name
-    one user, as on the XCAP side)."""
+    one user, as on the XCAP side). A format in APPENDED_FILE is also found with its file
+    name as a fifth segment."""
     path = raw_path.partition("?")[0]
     if not path.startswith(root + "/"):
         return None
@@ -25,6 +29,8 @@ def parse_phonebook_path(raw_path: str, root: str) -> XcapPath | None:
         segments = [unquote(s, errors="strict") for s in path[len(root) + 1 :].split("/")]
     except UnicodeDecodeError:
         return None
+    if len(segments) == 5 and APPENDED_FILE.get(segments[0]) == segments[4]:
+        segments = segments[:4]
     if len(segments) != 4 or segments[1] != "users" or not all(segments):
         return None
     user = UserRef.parse(segments[2])
