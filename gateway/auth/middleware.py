@@ -94,10 +94,12 @@ class Authenticator:
             # No challenge here: a client that got one would send its password in clear.
             raise web.HTTPForbidden(text="basic authentication needs HTTPS\n")
         server = self.config.server
-        # A phonebook URL names its owner as an XCAP URL does: the same rules apply.
-        path = request_path(request, server.xcap_root) or phonebook_path(
-            request, server.phonebook_root
-        )
+        # A phonebook URL names its owner as an XCAP URL does: the same rules apply. Under
+        # phonebook_root the phonebook handler answers, so its reading of the URL counts.
+        if request.path.startswith(server.phonebook_root + "/"):
+            path = phonebook_path(request, server.phonebook_root)
+        else:
+            path = request_path(request, server.xcap_root)
         realm = self.realm_for(path)
         address = request.remote or "-"
         if wait := self.limiter.blocked(address):
