@@ -57,10 +57,14 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
+def ordered(entries: Mapping[str, Entry]) -> list[Entry]:
+    """Deterministic order: display name without regard to case, then entry_id. Every
+    format lists a document's entries so: equal ETags mean equal lists."""
+    return sorted(entries.values(), key=lambda e: (e.display_name.casefold(), e.entry_id))
+
+
 def render_entries(entries: Mapping[str, Entry]) -> bytes:
-    """Deterministic order: display name without regard to case, then entry_id."""
-    ordered = sorted(entries.values(), key=lambda e: (e.display_name.casefold(), e.entry_id))
-    return counterpath.render(ordered)
+    return counterpath.render(ordered(entries))
 
 
 class NotReady(Exception):

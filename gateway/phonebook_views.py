@@ -6,6 +6,7 @@ XCAP document's (the authenticator reads the xui through `phonebook_path`)."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway import keys
-from gateway.compose import NotReady
+from gateway.compose import NotReady, ordered
 from gateway.connector import UnsafeTemplateValue
 from gateway.entry import Entry
 from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
@@ -52,7 +53,10 @@ def query_of(request: web.Request) -> Query:
 def _number(value: str | None, name: str, low: int, high: int) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    # The length first: int() of thousands of digits is slow, and past 4,300 it raises.
+    if len(value) > len(str(high)) or not value.isascii() or not value.isdigit():
+        raise BadQuery(f"{name} is a whole number from {low} to {high}")
+    if not low <= int(value) <= high:
         raise BadQuery(f"{name} is a whole number from {low} to {high}")
     return int(value)
 
@@ -84,11 +88,14 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
             text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
         ) from exc
     fmt = load_format(path.auid)
-    entries = list(rendered.entries.values())
+    if not getattr(fmt, "searchable", True):
+        query = Query()  # the format lists everything (a phone's local copy): one rendering
+    entries = ordered(rendered.entries)
     if query.plain:
-        rendering = _cached(request.app, fmt, rendered.etag, entries, query)
+        rendering = await _cached(request.app, fmt, rendered.etag, entries, query)
     else:
-        rendering = _render(fmt, entries, query)
+        # Off the event loop: a search over a big book must not stall everyone's polls.
+        rendering = await asyncio.to_thread(_render, fmt, entries, query)
     return _answer(request, fmt, rendering)
 
 
@@ -111,7 +118,7 @@ def add_routes(app: web.Application, root: str) -> None:
     app.router.add_route("*", root + "/{tail:.*}", phonebook_handler)
 
 
-def _cached(
+async def _cached(
     app: web.Application, fmt: Format, version: str, entries: list[Entry], query: Query
 ) -> Rendering:
     cache = app[_CACHE]
@@ -119,7 +126,8 @@ def _cached(
     if (found := cache.get(key)) is not None:
         cache.move_to_end(key)
         return found
-    rendering = cache[key] = _render(fmt, entries, query)
+    rendering = await asyncio.to_thread(_render, fmt, entries, query)
+    cache[key] = rendering
     while len(cache) > CACHED_RENDERINGS:
         cache.popitem(last=False)
     return rendering

@@ -75,3 +75,34 @@ sources = ["demo"]
     with pytest.raises(ConfigError) as error:
         load_config(write_config(tmp_path, text))
     assert "[server] phonebook_root" in str(error.value)
+
+
+async def test_formats_list_in_the_xcap_documents_order_and_whole_lists_ignore_paging(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_config: ConfigFactory
+) -> None:
+    """Equal ETags mean equal lists: every format lists entries as the XCAP document does
+    (display name, case ignored), so a cached rendering never depends on who asked first.
+    A format the phone keeps whole (snom) answers a paged URL with its one rendering."""
+    from lxml import etree
+
+    client = await aiohttp_client(
+        create_app(make_config(document='formats = ["counterpath", "snom", "yealink"]'))
+    )
+    yealink = etree.fromstring(
+        await (await client.get("/phonebook/yealink/users/alice@example.com/tbook")).read()
+    )
+    names = [e.findtext("Name") or "" for e in yealink.iter("DirectoryEntry")]
+    assert names == sorted(names, key=str.casefold)
+    whole = await client.get(ALICE)
+    paged = await client.get(ALICE + "?limit=1&q=anna")
+    assert await paged.read() == await whole.read()
+    assert paged.headers["ETag"] == whole.headers["ETag"]
+
+
+async def test_a_page_number_of_thousands_of_digits_is_400(
+    aiohttp_client: Callable[..., Awaitable[Client]], make_config: ConfigFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(document='formats = ["yealink"]')))
+    url = "/phonebook/yealink/users/alice@example.com/tbook"
+    for query in ("limit=" + "1" * 4301, "offset=" + "0" * 5000, "limit=00000001"):
+        assert (await client.get(f"{url}?{query}")).status == 400, query[:20]

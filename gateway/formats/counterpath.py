@@ -12,6 +12,8 @@ from gateway.xcap import counterpath
 
 class Counterpath:
     name = "counterpath"
+    #: The phone keeps the whole list: no search, no pages.
+    searchable = False
     content_type = counterpath.MIME_TYPE
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:

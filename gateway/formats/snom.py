@@ -23,6 +23,8 @@ TYPES = {
 
 class SnomRemoteXml:
     name = "snom"
+    #: The phone keeps the whole list: no search, no pages.
+    searchable = False
     content_type = XML_TYPE
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
