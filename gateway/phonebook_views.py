@@ -20,7 +20,7 @@ from gateway.connector import UnsafeTemplateValue
 from gateway.entry import Entry
 from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
 from gateway.formats.urls import phonebook_path
-from gateway.xcap.http import accepts_gzip, if_none_match_holds
+from gateway.xcap.http import representation
 
 METHODS = ("GET", "HEAD", "POST")
 RETRY_AFTER = 30
@@ -134,11 +134,6 @@ async def _cached(
 
 
 def _answer(request: web.Request, fmt: Format, rendering: Rendering) -> web.Response:
-    headers = {"ETag": rendering.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if not if_none_match_holds(request.headers.get("If-None-Match"), rendering.etag):
-        return web.Response(status=304, headers=headers)
-    body = rendering.body
-    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        body = rendering.gzipped
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers, content_type=fmt.content_type, charset="utf-8")
+    return representation(
+        request, rendering.body, rendering.gzipped, rendering.etag, fmt.content_type, "utf-8"
+    )

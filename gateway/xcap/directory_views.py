@@ -16,7 +16,6 @@ from gateway.xcap import counterpath
 from gateway.xcap.errors import XcapConflict
 from gateway.xcap.http import (
     PreconditionFailed,
-    accepts_gzip,
     change_node,
     content_type,
     entity_tags,
@@ -25,6 +24,7 @@ from gateway.xcap.http import (
     named_etags,
     read_body,
     read_node_response,
+    representation,
 )
 from gateway.xcap.selector import Selector
 from gateway.xcap.xml import parse_document, serialize
@@ -59,16 +59,9 @@ async def document(request: web.Request, key: str, user: UserRef) -> web.StreamR
 
 
 def serve(request: web.Request, rendered: Rendered) -> web.Response:
-    headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if not if_none_match_holds(request.headers.get("If-None-Match"), rendered.etag):
-        return web.Response(status=304, headers=headers)
-    body = rendered.body
-    # One ETag for both encodings: it names the document version, which is what
-    # XCAP clients send back in If-Match.
-    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        body = rendered.gzipped
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers, content_type=counterpath.MIME_TYPE)
+    return representation(
+        request, rendered.body, rendered.gzipped, rendered.etag, counterpath.MIME_TYPE
+    )
 
 
 async def _put_document(

@@ -133,6 +133,25 @@ def conflict_response(conflict: XcapConflict, document_uri: str) -> web.Response
     return web.Response(status=409, body=conflict.body(), content_type=XCAP_ERROR_TYPE)
 
 
+def representation(
+    request: web.Request,
+    body: bytes,
+    gzipped: bytes,
+    etag: str,
+    content_type: str,
+    charset: str | None = None,
+) -> web.Response:
+    """A generated document as a poll gets it: 304 when If-None-Match names `etag`, else
+    the bytes, gzipped when asked (one ETag for both encodings: it names the version)."""
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if not if_none_match_holds(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = gzipped
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers, content_type=content_type, charset=charset)
+
+
 def accepts_gzip(header: str) -> bool:
     for part in header.lower().split(","):
         coding, _, params = part.strip().partition(";")
