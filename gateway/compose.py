@@ -33,7 +33,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A composed document: its entries by entry_id, where each came from, and its bytes."""
+    """A composed document: its entries by entry_id (in the order they are listed), where
+    each came from, and its bytes."""
 
     entries: Mapping[str, Entry]
     origins: Mapping[str, Origin]
@@ -204,7 +205,9 @@ class Composer:
                 left_out=left_out,
                 max_entries=document.max_entries,
             )
-        body = render_entries(entries)
+        # In the order every format lists them: sorted once here, not per request.
+        entries = {entry.entry_id: entry for entry in ordered(entries)}
+        body = counterpath.render(list(entries.values()))
         event(
             "document_rendered",
             logging.DEBUG,

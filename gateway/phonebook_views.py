@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway import keys
-from gateway.compose import NotReady, ordered
+from gateway.compose import NotReady, Rendered
 from gateway.connector import UnsafeTemplateValue
-from gateway.entry import Entry
 from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
 from gateway.formats.urls import phonebook_path
 from gateway.xcap.http import representation
@@ -90,17 +89,16 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
     fmt = load_format(path.auid)
     if not getattr(fmt, "searchable", True):
         query = Query()  # the format lists everything (a phone's local copy): one rendering
-    entries = ordered(rendered.entries)
     if query.plain:
-        rendering = await _cached(request.app, fmt, rendered.etag, entries, query)
+        rendering = await _cached(request.app, fmt, rendered, query)
     else:
         # Off the event loop: a search over a big book must not stall everyone's polls.
-        rendering = await asyncio.to_thread(_render, fmt, entries, query)
+        rendering = await asyncio.to_thread(_render, fmt, rendered, query)
     return _answer(request, fmt, rendering)
 
 
-def _render(fmt: Format, entries: list[Entry], query: Query) -> Rendering:
-    body = fmt.render(entries, query)
+def _render(fmt: Format, rendered: Rendered, query: Query) -> Rendering:
+    body = fmt.render(list(rendered.entries.values()), query)  # in order (see Rendered)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     return Rendering(body, gzip.compress(body, mtime=0), etag)
 
@@ -118,15 +116,15 @@ def add_routes(app: web.Application, root: str) -> None:
     app.router.add_route("*", root + "/{tail:.*}", phonebook_handler)
 
 
-async def _cached(
-    app: web.Application, fmt: Format, version: str, entries: list[Entry], query: Query
-) -> Rendering:
+async def _cached(app: web.Application, fmt: Format, rendered: Rendered, query: Query) -> Rendering:
+    """The rendering of the whole list; made (off the event loop) only when this version
+    of the document has none in this format yet."""
     cache = app[_CACHE]
-    key = (fmt.name, version)
+    key = (fmt.name, rendered.etag)
     if (found := cache.get(key)) is not None:
         cache.move_to_end(key)
         return found
-    rendering = await asyncio.to_thread(_render, fmt, entries, query)
+    rendering = await asyncio.to_thread(_render, fmt, rendered, query)
     cache[key] = rendering
     while len(cache) > CACHED_RENDERINGS:
         cache.popitem(last=False)

@@ -78,13 +78,21 @@ sources = ["demo"]
 
 
 async def test_formats_list_in_the_xcap_documents_order_and_whole_lists_ignore_paging(
-    aiohttp_client: Callable[..., Awaitable[Client]], make_config: ConfigFactory
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    make_config: ConfigFactory,
+    contacts_dir: Path,
 ) -> None:
     """Equal ETags mean equal lists: every format lists entries as the XCAP document does
     (display name, case ignored), so a cached rendering never depends on who asked first.
     A format the phone keeps whole (snom) answers a paged URL with its one rendering."""
     from lxml import etree
 
+    # File names in the other order than the names: "a" holds Zed, "b" Amy.
+    for file, name in (("a.vcf", "Zed Zulu"), ("b.vcf", "Amy Alpha")):
+        (contacts_dir / file).write_text(
+            f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{file}\r\nFN:{name}\r\n"
+            "TEL;TYPE=WORK:+49 30 5550\r\nEND:VCARD\r\n"
+        )
     client = await aiohttp_client(
         create_app(make_config(document='formats = ["counterpath", "snom", "yealink"]'))
     )
