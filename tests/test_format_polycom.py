@@ -129,3 +129,19 @@ async def test_3000_contacts_stay_within_200_kb(
     assert last.startswith(("+49301", "+491712"))
     zipped = await client.get(URL, headers={"Accept-Encoding": "gzip"})
     assert await zipped.read() == body
+
+
+async def test_a_given_name_alone_is_not_repeated_as_the_surname(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    client = await serve(
+        aiohttp_client,
+        make_config,
+        contacts_dir,
+        solo=card("solo", "Solo", ("WORK", "+49 30 8888"), extra="N:;Solo;;;\r\n"),
+    )
+    (solo,) = [
+        i for i in items(await (await client.get(URL)).read()) if i.findtext("ct") == "+49308888"
+    ]
+    assert solo.findtext("fn") == "Solo"
+    assert not solo.findtext("ln")

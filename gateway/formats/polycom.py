@@ -63,7 +63,7 @@ def _items(entries: Sequence[Entry], query: Query) -> Iterator[tuple[str, str, s
             if not key or key in seen:
                 continue
             seen.add(key)
-            yield cut(given), cut(surname or entry.display_name), contact, LABELS[kind]
+            yield cut(given), cut(surname), contact, LABELS[kind]  # see first_last
 
 
 def _size_in_place(item: etree._Element) -> int:
