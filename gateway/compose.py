@@ -104,10 +104,7 @@ class Composer:
         """Users with changes still pending in the outbox: the instances their changes are
         applied to (by source instance, and for a re-create, the user's `write_to`) and
         composed with must stay."""
-        if self.outbox is None:
-            return set()
-        pending = self.outbox._pending.values()  # one pass, however many users there are
-        return {xui for items in pending for item in items for xui in (item.user, item.source_user)}
+        return set() if self.outbox is None else self.outbox.users_waiting()
 
     def numbers_for(self, key: str) -> NumberFormat:
         """The document's number format (one instance, so its cache is shared)."""

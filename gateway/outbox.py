@@ -75,6 +75,16 @@ class Outbox:
     def pending(self, source: str, source_user: str) -> list[Item]:
         return self._pending.get((source, source_user), [])
 
+    def users_waiting(self) -> set[str]:
+        """Users with changes not yet applied: the xui they were made for and the one of the
+        source instance they go to."""
+        return {
+            xui
+            for items in self._pending.values()
+            for item in items
+            for xui in (item.user, item.source_user)
+        }
+
     @property
     def depth(self) -> int:
         return sum(len(items) for items in self._pending.values())
