@@ -259,51 +259,22 @@ class Outbox:
             self.failed_count += 1
 
     async def _apply(self, item: Item) -> str:
-        context = item.context()
         try:
             return await self._apply_or_raise(item)
         except (Rejected, ReadOnly) as exc:
-            item.error = str(exc)
-            event(
-                "write_failed",
-                logging.ERROR,
-                **context,
-                source=item.source,
-                change=item.kind,
-                error=type(exc).__name__,
-                detail=str(exc),
-            )
+            _failed_write(item, exc, "write_failed", logging.ERROR)
             return "failed"
         except ConnectorError as exc:
-            item.error = str(exc)
-            event(
-                "write_retry",
-                logging.WARNING,
-                **context,
-                source=item.source,
-                change=item.kind,
-                attempts=item.attempts + 1,
-                error=type(exc).__name__,
-                detail=str(exc),
-            )
+            _failed_write(item, exc, "write_retry", logging.WARNING, attempts=item.attempts + 1)
             return "retry"
         except Exception as exc:
             # Not a connector's typed error: a bug or data nobody foresaw. It must not stop
             # the source's later changes: retried a few times, then recorded as failed.
-            item.error = f"{type(exc).__name__}: {exc}"
-            final = item.attempts + 1 >= UNEXPECTED_ATTEMPTS
-            event(
-                "write_error",
-                logging.ERROR,
-                **context,
-                source=item.source,
-                change=item.kind,
-                attempts=item.attempts + 1,
-                error=type(exc).__name__,
-                detail=str(exc),
-                exc_info=True,
+            _failed_write(
+                item, exc, "write_error", logging.ERROR, attempts=item.attempts + 1, exc_info=True
             )
-            return "failed" if final else "retry"
+            item.error = f"{type(exc).__name__}: {exc}"
+            return "failed" if item.attempts + 1 >= UNEXPECTED_ATTEMPTS else "retry"
 
     async def _apply_or_raise(self, item: Item) -> str:
         source = self.config.sources[item.source]
@@ -384,3 +355,18 @@ class Outbox:
 
     def _runnable(self) -> int:
         return self.depth - len(self.parked())
+
+
+def _failed_write(item: Item, exc: Exception, name: str, level: int, **fields: object) -> None:
+    """Note on the item and in the log why applying it failed."""
+    item.error = str(exc)
+    event(
+        name,
+        level,
+        **item.context(),
+        source=item.source,
+        change=item.kind,
+        **fields,
+        error=type(exc).__name__,
+        detail=str(exc),
+    )
