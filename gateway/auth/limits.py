@@ -82,7 +82,6 @@ class FailureLimiter:
         max_per_user: int | None = None,
         max_per_address: int | None = None,
     ) -> None:
-        self.window = window
         self.configure(window, max_failures, max_per_user, max_per_address)
         self._records: dict[Key, _Record] = {}
         self._changed: asyncio.Event | None = None
