@@ -22,6 +22,8 @@ from gateway.private_files import private_dir
 from gateway.source_state import SourceState
 
 SOCKET_NAME = "control.sock"
+#: The private folders the socket is bound in before it is moved into place.
+STAGING_PREFIX = ".control-"
 #: sun_path is 108 bytes on Linux; a longer state_dir gets no control socket (the socket
 #: is first bound at state_dir/.control-XXXXXXXX/s, a few bytes longer than its name).
 MAX_SOCKET_PATH = 94
@@ -156,7 +158,9 @@ async def _listen_privately(runner: web.AppRunner, path: Path) -> None:
     """Bind in a fresh owner-only folder, make the socket 0600, then move it into place:
     at no moment can another user connect to it (a bind follows the umask, not us)."""
     private_dir(path.parent)
-    folder = Path(tempfile.mkdtemp(prefix=".control-", dir=path.parent))
+    for stale in path.parent.glob(STAGING_PREFIX + "*"):  # a server killed mid-start
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=path.parent))
     try:
         staged = folder / "s"
         await web.UnixSite(runner, str(staged)).start()

@@ -355,6 +355,8 @@ def test_state_is_owner_only(gateway: GatewayFactory, tmp_path: Path) -> None:
     state = tmp_path / "var"
     state.mkdir(mode=0o755)
     state.chmod(0o755)  # as an older version, or a careless umask, left it
+    (state / ".control-killed").mkdir()  # a server killed between bind and rename left it
+    (state / ".control-killed" / "s").write_text("")
     gw = gateway()
     socket_file = state / "control.sock"
     wait_for(socket_file.exists, "the control socket")
