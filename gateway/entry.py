@@ -64,9 +64,14 @@ class Entry:
         return {"display_name", *self.fields}
 
 
+def without_separators(number: str) -> str:
+    """`number` without the spaces, dashes, dots, slashes and brackets people write in it."""
+    return _NUMBER_NOISE.sub("", number)
+
+
 def number_key(number: str) -> str:
     """What makes two spellings of a number the same for de-duplication."""
-    return _NUMBER_NOISE.sub("", number).lower()
+    return without_separators(number).lower()
 
 
 def display_name_of(contact: Contact) -> str:

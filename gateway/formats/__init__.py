@@ -3,7 +3,9 @@ them. The engine produces entries and knows no format; built-in formats and thir
 ones are found the same way, through the entry-point group `xcap_gateway.formats`.
 
 A format is an object with a `name`, a `content_type` and `render(entries, query)`, which
-returns the bytes to serve. Every format is read-only: edits come back only through XCAP.
+returns the bytes to serve; one with `searchable = False` (a list the phone keeps whole)
+is given no query, and its one rendering per document version is cached. Every format is
+read-only: edits come back only through XCAP.
 """
 
 from __future__ import annotations

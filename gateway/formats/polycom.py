@@ -9,12 +9,11 @@ skipped; the file stays within 200 KB (items stop before it would grow past that
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 
 from lxml import etree
 
-from gateway.entry import Entry, number_key
+from gateway.entry import Entry, number_key, without_separators
 from gateway.formats import XML_TYPE, Query
 from gateway.formats.search import matching
 from gateway.formats.xmlout import child, document, first_last, numbers
@@ -32,8 +31,6 @@ LABELS = {
     "home_number": "Home",
     "sip_address": "SIP",
 }
-#: What people write in a phone number that the phone would not dial.
-_NOISE = re.compile(r"[\s\-./()]")
 #: Each level of pretty-printing indents by two spaces; an item sits two levels deep.
 _ITEM_INDENT = 4
 
@@ -49,7 +46,7 @@ def cut(text: str, limit: int = MAX_FIELD_BYTES) -> str:
 def dial_string(kind: str, number: str) -> str:
     """What goes into `ct`: a SIP address as it is, a phone number without spaces,
     dashes, dots, slashes and brackets."""
-    return number if kind == "sip_address" else _NOISE.sub("", number)
+    return number if kind == "sip_address" else without_separators(number)
 
 
 def _items(entries: Sequence[Entry], query: Query) -> Iterator[tuple[str, str, str, str]]:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from gateway.entry import Entry
+from gateway.entry import Entry, without_separators
 from gateway.formats import XML_TYPE, Query
 from gateway.formats.search import matching
 from gateway.formats.xmlout import child, document
@@ -37,14 +37,13 @@ MAX_ENTRIES = 1000
 #: The fields of an entry, in the base's order, with the number kind each one carries.
 FIELDS = (("Telephone", "home_number"), ("Office", "business_number"), ("Mobile", "mobile_number"))
 
-_SEPARATORS = re.compile(r"[\s\-./()]")
 _DIALABLE = re.compile(r"\+?[0-9]+")
 
 
 def dect_number(number: str) -> str:
     """`number` as the base takes it (digits and a leading `+`, at most 21 characters),
     or "" when it cannot be written so."""
-    cleaned = _SEPARATORS.sub("", number)
+    cleaned = without_separators(number)
     return cleaned if _DIALABLE.fullmatch(cleaned) and len(cleaned) <= MAX_NUMBER else ""
 
 
