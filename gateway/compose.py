@@ -6,21 +6,27 @@ import gzip
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gateway.config import DocumentConfig
+from gateway.directory import Directory
 from gateway.entry import Entry, contact_to_entry, number_key
+from gateway.formats import Format, Query, load_format
+from gateway.listing import admitted, diallable, formatted_name, ordered
 from gateway.logs import event
 from gateway.model import UserRef
 from gateway.numbers import NumberFormat
+from gateway.source_state import SourceState
+from gateway.sync import Sources
+from gateway.text import carriable
 
 if TYPE_CHECKING:
     from gateway.outbox import Outbox
     from gateway.outbox_rows import Item
-from gateway.source_state import SourceState
-from gateway.sync import Sources
-from gateway.xcap import counterpath
+
+#: The format of the XCAP document (the resource-lists dialect Snom and Bria read).
+XCAP_FORMAT = "counterpath"
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,11 @@ class Rendered:
     inputs: tuple[tuple[int, int], ...]
     #: How numbers were shown, so a phone's edit can be mapped back to stored numbers.
     numbers: NumberFormat
-    #: Entries the cap or de-duplication left out (their origins are in `origins` too).
+    #: Entries the cap, de-duplication or the document's filters left out (their
+    #: origins are in `origins` too).
     hidden: Mapping[str, Entry] = field(default_factory=dict)
+    #: What formats read: the entries listed, and search over the composition before the cap.
+    directory: Directory = field(default_factory=lambda: Directory((), (), NumberFormat()))
 
     @property
     def merge_view(self) -> Mapping[str, Entry]:
@@ -58,14 +67,14 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def ordered(entries: Mapping[str, Entry]) -> list[Entry]:
-    """Deterministic order: display name without regard to case, then entry_id. Every
-    format lists a document's entries so: equal ETags mean equal lists."""
-    return sorted(entries.values(), key=lambda e: (e.display_name.casefold(), e.entry_id))
+def render_entries(entries: Mapping[str, Entry], document: DocumentConfig) -> bytes:
+    """The XCAP document's bytes for `entries`, in the document's order."""
+    return xcap_format().render(ordered(entries, document.sort), Query())
 
 
-def render_entries(entries: Mapping[str, Entry]) -> bytes:
-    return counterpath.render(ordered(entries))
+def xcap_format() -> Format:
+    """The XCAP document's format, found like every other (the engine imports none)."""
+    return load_format(XCAP_FORMAT)
 
 
 class NotReady(Exception):
@@ -146,17 +155,27 @@ class Composer:
             del self._cache[next(iter(self._cache))]
 
     def _source_entries(
-        self, state: SourceState, numbers: NumberFormat
-    ) -> list[tuple[Entry, Origin]]:
-        listed: dict[str, tuple[Entry, Origin]] = {}
+        self, state: SourceState, numbers: NumberFormat, document: DocumentConfig
+    ) -> list[tuple[Entry, Origin, bool]]:
+        """(entry, origin, listed): `listed` is False for what the document's category
+        filters or `require_number` leave out."""
+        listed: dict[str, tuple[Entry, Origin, bool]] = {}
         for contact in sorted(state.contacts.values(), key=lambda c: c.href):
             entry = contact_to_entry(contact, state.config.category, numbers)
+            if document.name_format is not None:
+                name = formatted_name(document.name_format, contact, entry.display_name)
+                entry = replace(entry, display_name=carriable(name))
+            categories = contact.categories or (state.config.category or "",)
+            wanted = admitted(categories, document.include_categories, document.exclude_categories)
             listed.setdefault(
-                entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag))
+                entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag), wanted)
             )
         if self.outbox is not None:
-            _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name)
-        return list(listed.values())
+            _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name, document)
+        return [
+            (entry, origin, wanted and (diallable(entry) or not document.require_number))
+            for entry, origin, wanted in listed.values()
+        ]
 
     def _compose(
         self,
@@ -171,11 +190,17 @@ class Composer:
         numbers = self.numbers_for(key)
         seen_keys: set[str] = set()  # dedupe keys of the sources already composed
         hidden: dict[str, Entry] = {}
-        left_out = folded = 0
+        capped: dict[str, Entry] = {}  # left out by the cap alone: search still finds them
+        left_out = folded = filtered = 0
         # Sources in priority order: duplicates and the cap keep the earlier sources' entries.
         for state in states:
             keys_here: set[str] = set()
-            for entry, origin in self._source_entries(state, numbers):
+            for entry, origin, wanted in self._source_entries(state, numbers, document):
+                if not wanted:  # a filter of the document: never listed, never searched
+                    filtered += 1
+                    hidden.setdefault(entry.entry_id, entry)
+                    origins.setdefault(entry.entry_id, origin)
+                    continue
                 keys = dedupe_keys(entry, document.dedupe_by)
                 if entry.entry_id in entries or keys & seen_keys:
                     if entry.entry_id not in entries:
@@ -186,6 +211,8 @@ class Composer:
                 if len(entries) >= document.max_entries:
                     left_out += 1
                     hidden.setdefault(entry.entry_id, entry)
+                    capped.setdefault(entry.entry_id, entry)
+                    keys_here |= keys
                     origins.setdefault(entry.entry_id, origin)
                     continue
                 keys_here |= keys
@@ -203,8 +230,9 @@ class Composer:
                 max_entries=document.max_entries,
             )
         # In the order every format lists them: sorted once here, not per request.
-        entries = {entry.entry_id: entry for entry in ordered(entries)}
-        body = counterpath.render(list(entries.values()))
+        entries = {entry.entry_id: entry for entry in ordered(entries, document.sort)}
+        everyone = ordered({**capped, **entries}, document.sort)
+        body = xcap_format().render(list(entries.values()), Query())
         event(
             "document_rendered",
             logging.DEBUG,
@@ -212,6 +240,7 @@ class Composer:
             user=user.xui or None,
             entries=len(entries),
             folded=folded,
+            filtered=filtered,
         )
         return Rendered(
             entries,
@@ -222,16 +251,30 @@ class Composer:
             inputs,
             numbers,
             hidden,
+            Directory(list(entries.values()), everyone, numbers),
         )
 
 
-def _overlay(listed: dict[str, tuple[Entry, Origin]], pending: list[Item], source: str) -> None:
-    """Show changes not yet applied upstream as if they were, in the order they came."""
+def _overlay(
+    listed: dict[str, tuple[Entry, Origin, bool]],
+    pending: list[Item],
+    source: str,
+    document: DocumentConfig,
+) -> None:
+    """Show changes not yet applied upstream as if they were, in the order they came. A
+    phone's entry has the one category it shows: that is what the filters read."""
     for item in pending:
-        if item.kind == "create" and item.after is not None:
-            listed[item.entry_id] = (item.after, Origin(source, ""))
-        elif item.kind == "update" and item.after is not None and item.entry_id in listed:
-            listed[item.entry_id] = (item.after, listed[item.entry_id][1])
+        if item.kind in ("create", "update") and item.after is not None:
+            if item.kind == "update" and item.entry_id not in listed:
+                continue
+            category = str(item.after.get("category") or "")
+            wanted = admitted(
+                (category,) if category else (),
+                document.include_categories,
+                document.exclude_categories,
+            )
+            origin = listed[item.entry_id][1] if item.kind == "update" else Origin(source, "")
+            listed[item.entry_id] = (item.after, origin, wanted)
         elif item.kind == "delete":
             listed.pop(item.entry_id, None)
 

@@ -37,6 +37,7 @@ from gateway.connector import (
     templated_settings,
 )
 from gateway.formats import UnknownFormat, load_format
+from gateway.listing import template_error
 from gateway.model import is_one_name, normalize_domain
 from gateway.numbers import NumberFormat
 
@@ -240,6 +241,16 @@ class DocumentConfig(_Strict):
     #: The formats this document is served in (see gateway.formats); "counterpath" is the
     #: XCAP document.
     formats: list[str] = ["counterpath"]
+    #: What goes into the composition, for every format alike. The display-name template
+    #: (fields: gateway.listing.TEMPLATE_FIELDS); unset: the contact's FN, else given name
+    #: and surname, else company.
+    name_format: str | None = None
+    sort: Literal["display", "surname", "given"] = "display"
+    #: Empty: every category; else only contacts in one of these (case ignored).
+    include_categories: list[str] = []
+    exclude_categories: list[str] = []
+    #: Leave out contacts with no number and no SIP address: nothing to dial.
+    require_number: bool = True
     #: Entries one PUT may create in write_to; the rest are kept out (logged).
     max_creations_per_put: int = Field(default=100, ge=0)
     #: Entries one user may create in this document within creation_window (logged beyond).
@@ -263,6 +274,13 @@ class DocumentConfig(_Strict):
 
     def numbers(self) -> NumberFormat:
         return NumberFormat(self.number_format, self.default_region, self.outside_line_prefix)
+
+    @field_validator("name_format")
+    @classmethod
+    def _name_format(cls, value: str | None) -> str | None:
+        if value is not None and (problem := template_error(value)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("formats")
     @classmethod

@@ -241,7 +241,7 @@ class Engine:
         if held == dict(merged.entries):
             etag, holds = merged.etag, merged.entries
         else:
-            etag, holds = etag_of(render_entries(held)), held
+            etag, holds = etag_of(render_entries(held, document)), held
         await self.versions.record_durably(
             self.store, key, user.xui, device, etag, holds, sent=True
         )

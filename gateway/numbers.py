@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Literal
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import CountryCodeSource, NumberParseException, PhoneMetadata, PhoneNumberFormat
 
 Style = Literal["as-stored", "e164", "national"]
 _NOT_DIGITS = re.compile(r"[^\d+]")
@@ -48,6 +48,44 @@ class NumberFormat:
         else:
             text = phonenumbers.format_out_of_country_calling_number(parsed, self.region or "ZZ")
         return self.prefix + _NOT_DIGITS.sub("", text)
+
+    def e164(self, number: str) -> str | None:
+        """The E.164 form of a number as shown or dialled (`+4930123456`), the outside-line
+        prefix taken off first; None for what is not a telephone number. A number gets a
+        country code when it is valid, or when it has the right length and was written with
+        a country code or the national trunk prefix (`+49 (1234) 5678`, `01234 5678`):
+        internal extensions and `*`/`#` codes never get one."""
+        text = number.strip()
+        if not text or any(c in text for c in "*#@") or len(text) > 64:
+            return None
+        readings = [text]
+        if self.prefix and self.style == "national" and text.startswith(self.prefix):
+            readings.insert(0, text[len(self.prefix) :])
+        # A valid reading first (with or without the prefix), then a merely possible one.
+        for strict in (True, False):
+            for reading in readings:
+                if (found := self._matchable(reading, strict)) is not None:
+                    return found
+        return None
+
+    def _matchable(self, text: str, strict: bool) -> str | None:
+        try:
+            parsed = phonenumbers.parse(text, self.region, keep_raw_input=True)
+        except NumberParseException:
+            return None
+        if not phonenumbers.is_valid_number(parsed):
+            if strict or not phonenumbers.is_possible_number(parsed):
+                return None
+            source = parsed.country_code_source
+            if source == CountryCodeSource.FROM_DEFAULT_COUNTRY and not self._trunk_prefixed(text):
+                return None  # a short internal number that happens to have a possible length
+        return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+
+    def _trunk_prefixed(self, text: str) -> bool:
+        metadata = PhoneMetadata.metadata_for_region(self.region or "")
+        trunk = metadata.national_prefix if metadata is not None else None
+        digits = _NOT_DIGITS.sub("", text)
+        return bool(trunk) and digits.startswith(trunk or "") and not digits.startswith("+")
 
     def stored(self, typed: str) -> str:
         """What a number typed on a phone is stored upstream as: without the outside-line

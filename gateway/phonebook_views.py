@@ -35,17 +35,27 @@ class Rendering:
     etag: str
 
 
-def query_of(request: web.Request) -> Query:
-    """`q`, `offset` and `limit`; BadQuery for what no phone sends."""
+def query_of(request: web.Request, fmt: Format) -> Query:
+    """`q`, `offset` and `limit`, and the parameters of the format's own protocol;
+    BadQuery for what no phone sends."""
     params = request.rel_url.query
     term = params.get("q", "").strip()
     if len(term) > MAX_QUERY or any(ord(c) < 32 for c in term):
         raise BadQuery(f"q is at most {MAX_QUERY} printable characters")
+    own = {
+        name: params[name]
+        for name in getattr(fmt, "parameters", ())
+        if name in params and name not in ("q", "offset", "limit")
+    }
+    for name, value in own.items():
+        if len(value) > MAX_QUERY or any(ord(c) < 32 for c in value):
+            raise BadQuery(f"{name} is at most {MAX_QUERY} printable characters")
     return Query(
         q=term,
         offset=_number(params.get("offset"), "offset", 0, 10**6) or 0,
         limit=_number(params.get("limit"), "limit", 1, MAX_LIMIT),
         url=str(request.rel_url.with_query(None)),
+        params=own,
     )
 
 
@@ -74,8 +84,9 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"{path.document} is not served as {path.auid}\n")
     if request.method not in METHODS:
         raise web.HTTPMethodNotAllowed(request.method, list(METHODS))
+    fmt = load_format(path.auid)
     try:
-        query = query_of(request)
+        query = query_of(request, fmt)
     except BadQuery as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from exc
     try:
@@ -86,19 +97,21 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
         ) from exc
-    fmt = load_format(path.auid)
     if not getattr(fmt, "searchable", True):
         query = Query()  # the format lists everything (a phone's local copy): one rendering
     if query.plain:
         rendering = await _cached(request.app, fmt, rendered, query)
     else:
         # Off the event loop: a search over a big book must not stall everyone's polls.
-        rendering = await asyncio.to_thread(_render, fmt, rendered, query)
+        try:
+            rendering = await asyncio.to_thread(_render, fmt, rendered, query)
+        except BadQuery as exc:  # a format's own parameters, read by the format
+            raise web.HTTPBadRequest(text=f"{exc}\n") from exc
     return _answer(request, fmt, rendering)
 
 
 def _render(fmt: Format, rendered: Rendered, query: Query) -> Rendering:
-    body = fmt.render(list(rendered.entries.values()), query)  # in order (see Rendered)
+    body = fmt.render(rendered.directory, query)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     return Rendering(body, gzip.compress(body, mtime=0), etag)
 

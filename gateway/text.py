@@ -7,6 +7,7 @@ like an edit when the phone sends the cleaned text back.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: C0 controls but tab, LF and CR; lone surrogates; U+FFFE and U+FFFF.
 _NOT_CARRIABLE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -15,3 +16,17 @@ _NOT_CARRIABLE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 def carriable(text: str) -> str:
     """`text` without the characters XML 1.0 cannot carry."""
     return _NOT_CARRIABLE.sub("", text) if _NOT_CARRIABLE.search(text) else text
+
+
+_WORD = re.compile(r"\w+")
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, for matching: "Müller" and "muller" are one."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words_of(text: str) -> list[str]:
+    """The folded words of `text`, as search matches them."""
+    return _WORD.findall(fold(text))

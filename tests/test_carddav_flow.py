@@ -149,7 +149,9 @@ async def test_an_invalid_sync_token_causes_one_full_resync(
         before = await engine.document("tbook", ALICE)
         state = engine.sources.state("personal", ALICE)
         state.token = '{"/alice/contacts/": {"sync": "http://radicale.org/ns/sync/bogus"}}'
-        radicale.put_card("/alice/contacts/new.vcf", vcard("new", "Nia"), "alice")
+        radicale.put_card(
+            "/alice/contacts/new.vcf", vcard("new", "Nia", "TEL;TYPE=CELL:+49 171 5550199"), "alice"
+        )
         assert await state.refresh() is True
         assert state.last_error is None and "bogus" not in (state.token or "")
         after = await engine.document("tbook", ALICE)

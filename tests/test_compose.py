@@ -102,7 +102,11 @@ async def test_the_cap_keeps_earlier_sources_and_the_render_is_cached(
 ) -> None:
     extra = f'[sources.personal]\ntype = "vcard-dir"\npath = "{personal_book(tmp_path)}"\n'
     engine = Engine(
-        make_config(extra=extra, sources='["personal", "demo"]', document="max_entries = 5")
+        make_config(
+            extra=extra,
+            sources='["personal", "demo"]',
+            document="max_entries = 5\nrequire_number = false",
+        )
     )
     try:
         first = await engine.document("tbook", ALICE)

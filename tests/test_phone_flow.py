@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
+from gateway import keys
 from gateway.app import create_app
 from gateway.compose import render_entries
 from gateway.entry import Entry
@@ -144,7 +145,9 @@ async def test_phone_edits_adds_and_removes_and_the_files_follow(
     # The next GET shows what the phone sent, in canonical order, under the PUT's ETag.
     after = await client.get(URL)
     assert after.headers["ETag"] == put_etag
-    assert await after.read() == render_entries({e.entry_id: e for e in sent})
+    assert await after.read() == render_entries(
+        {e.entry_id: e for e in sent}, client.app[keys.ENGINE].config.documents["tbook"]
+    )
     assert (await client.get(URL, headers={"If-None-Match": put_etag})).status == 304
 
     # The files changed accordingly.

@@ -107,7 +107,7 @@ async def test_a_change_applied_twice_changes_categories_and_emails_once(
         "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:two\r\nFN:Two Mails\r\nEMAIL:first@example.com\r\n"
         "EMAIL:second@example.com\r\nCATEGORIES:work\r\nEND:VCARD\r\n"
     )
-    engine = Engine(make_config())
+    engine = Engine(make_config(document="require_number = false"))
     await engine.start()
     try:
         rendered = await engine.document("tbook", UserRef("a@b"))
@@ -208,7 +208,11 @@ async def test_an_ldap_entry_made_from_a_phone_keeps_the_phones_id(
     assert by_name(now)["Erika Mustermann"].entry_id == ERIKA.entry_id
 
 
-ERIKA = Entry("534BB0BC2DDA09E2567C5D8D5B2C0120", "Erika Mustermann", {"surname": "Mustermann"})
+ERIKA = Entry(
+    "534BB0BC2DDA09E2567C5D8D5B2C0120",
+    "Erika Mustermann",
+    {"surname": "Mustermann", "business_number": ("+49 30 5550100",)},
+)
 
 
 async def create_then_edit_erika(

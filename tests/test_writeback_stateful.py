@@ -372,6 +372,8 @@ path = "{self.folder}"
 [documents.{KEY}]
 name = "tbook.xml"
 sources = ["demo"]
+# Cards without a number are written back too: keep them listed.
+require_number = false
 write_to = "demo"
 conflict_policy = "{policy}"
 keep_versions = 100
@@ -720,6 +722,8 @@ path = "{contacts_dir}"
 [documents.{KEY}]
 name = "tbook.xml"
 sources = ["demo"]
+# Cards without a number are written back too: keep them listed.
+require_number = false
 write_to = "demo"
 conflict_policy = "phone-wins"
 """,

@@ -4,15 +4,22 @@ ones are found the same way, through the entry-point group `xcap_gateway.formats
 
 A format is an object with a `name`, a `content_type` and `render(entries, query)`, which
 returns the bytes to serve; one with `searchable = False` (a list the phone keeps whole)
-is given no query, and its one rendering per document version is cached. Every format is
-read-only: edits come back only through XCAP.
+is given no query, and its one rendering per document version is cached. A format whose
+phones send parameters of their own (Gigaset's `command=get_list`) names them in
+`parameters`; they reach it in `Query.params`. Every format is read-only: edits come back
+only through XCAP.
+
+`entries` is a sequence in the document's order; the one the gateway passes is a
+`gateway.directory.Directory`, which also searches the whole composition (before the
+cap) through an index built once per composition. Formats page and search through
+`gateway.formats.search.select`, which uses that index when it is there.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
@@ -35,20 +42,26 @@ class UnknownFormat(LookupError):
     """No format is registered under the name."""
 
 
+#: Names a format may not take: they are other URLs under phonebook_root.
+RESERVED_NAMES = frozenset({"lookup"})
+
+
 @dataclass(frozen=True)
 class Query:
     """What a request asks of a format: a search term (`q`), a page (`offset`, `limit`),
-    and the URL the request came to (for paging links)."""
+    and the URL the request came to (for paging links), and the parameters of the
+    format's own protocol it named in `parameters` (first value of each)."""
 
     q: str = ""
     offset: int = 0
     limit: int | None = None
     url: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def plain(self) -> bool:
         """The whole list, as every phone fetching the same URL gets it (cacheable)."""
-        return not self.q and not self.offset and self.limit is None
+        return not self.q and not self.offset and self.limit is None and not self.params
 
 
 @runtime_checkable
@@ -68,6 +81,8 @@ def available_formats() -> list[str]:
 @functools.cache
 def load_format(name: str) -> Format:
     """The format registered under `name`; UnknownFormat when there is none."""
+    if name in RESERVED_NAMES:
+        raise UnknownFormat(f"{name!r} is not a format name ({name} is a URL of its own)")
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
         found = ep.load()
         if not isinstance(found, Format):

@@ -1,53 +1,81 @@
-"""The search every format shares: any word of the name by prefix (case and accents
-ignored), the company, and numbers by their digits; then the page asked for.
+"""Search and paging as every format does them: `select(entries, query)` is the page of
+entries the query asks for, with how many matched in all.
 
-A first version: it looks at the entries the format is given. (The index over the whole
-composition before the cap, with numbers matched on their E.164 form, comes with the
-search endpoints.)"""
+The gateway hands formats a `Directory`, whose `search` uses the index built once per
+composition over every contact before the cap (names by word prefix, case and accents
+ignored; the company; numbers by digits, raw and in E.164 form). A plain sequence (a
+third-party test, say) is searched by a linear scan with the same name rules."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from gateway.entry import Entry
 from gateway.formats import Query
-from gateway.formats.xmlout import numbers
-
-_WORD = re.compile(r"\w+")
-_NOT_DIGIT = re.compile(r"\D")
+from gateway.text import fold, words_of
 
 
-def fold(text: str) -> str:
-    """Lower case without accents: "Müller" and "muller" are one."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+@runtime_checkable
+class Searchable(Protocol):
+    def search(self, term: str) -> Sequence[Entry]:
+        """Every entry matching `term`, in the document's order."""
+        ...
 
 
-def _matches(entry: Entry, words: list[str], digits: str) -> bool:
-    if digits and any(digits in _NOT_DIGIT.sub("", number) for _, number in numbers(entry)):
-        return True
-    if not words:
-        return False
-    names = _WORD.findall(fold(f"{entry.display_name} {entry.get('company') or ''}"))
-    return all(any(name.startswith(word) for name in names) for word in words)
+@dataclass(frozen=True)
+class Page:
+    """The entries of one page, where it starts (0-based) and how many matched in all."""
+
+    entries: Sequence[Entry]
+    offset: int
+    total: int
+
+    @property
+    def more(self) -> bool:
+        """Entries follow this page."""
+        return self.offset + len(self.entries) < self.total
 
 
-def matching(entries: Sequence[Entry], query: Query) -> Iterator[Entry]:
-    """The entries `query` asks for, in the document's order, paged."""
-    found: Iterator[Entry] = iter(entries)
+def select(entries: Sequence[Entry], query: Query, page_size: int | None = None) -> Page:
+    """The entries `query` asks for (`q`, then `offset` and `limit`); a format with a page
+    size of its own (Cisco's 32) passes it, and `limit` cannot exceed it."""
+    found: Sequence[Entry] = entries
     if query.q:
-        words = _WORD.findall(fold(query.q))
-        digits = _NOT_DIGIT.sub("", query.q) if not any(c.isalpha() for c in query.q) else ""
-        found = (entry for entry in entries if _matches(entry, words, digits))
-    skipped = 0
-    given = 0
-    for entry in found:
-        if skipped < query.offset:
-            skipped += 1
-            continue
-        if query.limit is not None and given >= query.limit:
-            return
-        given += 1
-        yield entry
+        found = (
+            entries.search(query.q) if isinstance(entries, Searchable) else scan(entries, query.q)
+        )
+    limit = query.limit
+    if page_size is not None:
+        limit = page_size if limit is None else min(limit, page_size)
+    offset = min(query.offset, len(found))
+    end = len(found) if limit is None else offset + limit
+    return Page(found[offset:end], offset, len(found))
+
+
+def matching(entries: Sequence[Entry], query: Query) -> Sequence[Entry]:
+    """Just the entries of the page `query` asks for."""
+    return select(entries, query).entries
+
+
+def scan(entries: Sequence[Entry], term: str) -> list[Entry]:
+    """A linear search: every word of the term starts a word of the name or company; or,
+    for a term of digits, the digits appear in a number."""
+    words = words_of(term)
+    digits = "".join(c for c in term if c.isdigit())
+    numeric = not any(c.isalpha() for c in term)
+
+    def matches(entry: Entry) -> bool:
+        if numeric and digits:
+            for kind in ("business_number", "mobile_number", "home_number"):
+                for number in entry.get(kind):
+                    if digits in "".join(c for c in number if c.isdigit()):
+                        return True
+        names = words_of(f"{entry.display_name} {entry.get('company') or ''}")
+        return bool(words) and all(any(n.startswith(w) for n in names) for w in words)
+
+    return [entry for entry in entries if matches(entry)]
+
+
+__all__ = ["Page", "Searchable", "fold", "matching", "scan", "select"]

@@ -8,18 +8,13 @@ values are kept, empty values are dropped, extra numbers may come in any order.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 from lxml import etree
 
-from gateway.entry import FIELD_ORDER, NUMBER_FIELDS, Entry, FieldValue
+from gateway.entry import NUMBER_FIELDS, Entry, FieldValue
+from gateway.formats.counterpath import CP_NS, LIST_NAME, MIME_TYPE, RL_NS, render
 from gateway.xcap.errors import schema_violation
-from gateway.xcap.xml import parse_document, xml_text
-
-RL_NS = "urn:ietf:params:xml:ns:resource-lists"
-CP_NS = "counterpath:properties"
-MIME_TYPE = "application/resource-lists+xml"
-LIST_NAME = "Contact List"
+from gateway.xcap.xml import parse_document
 
 _RL = f"{{{RL_NS}}}"
 _CP = f"{{{CP_NS}}}"
@@ -27,38 +22,8 @@ _CP = f"{{{CP_NS}}}"
 #: digits (int() refuses 4,300 and more) is not an index a phone writes, and such a name is
 #: kept like any unknown prop.
 _NUMBERED = re.compile(r"^(?P<base>[a-z_]+)#(?P<n>[0-9]{1,6})$")
-_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
-
-def render(entries: Iterable[Entry]) -> bytes:
-    """The whole document, in the layout of the vendor's example."""
-    root = etree.Element(
-        f"{_RL}resource-lists",
-        nsmap={None: RL_NS, "cp": CP_NS},  # type: ignore[dict-item]
-    )
-    contact_list = etree.SubElement(root, f"{_RL}list", name=LIST_NAME)
-    for entry in entries:
-        element = etree.SubElement(contact_list, f"{_RL}entry")
-        # Upstream text may hold what XML cannot carry (a control character in a vCard):
-        # leave it out rather than fail the document for every user.
-        etree.SubElement(element, f"{_RL}display-name").text = xml_text(entry.display_name)
-        for name, value in _props(entry):
-            if safe_name := xml_text(name):
-                etree.SubElement(element, f"{_CP}prop", name=safe_name, value=xml_text(value))
-    return _DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
-
-
-def _props(entry: Entry) -> Iterable[tuple[str, str]]:
-    yield "entry_id", entry.entry_id
-    ordered = [name for name in FIELD_ORDER if name in entry.fields]
-    ordered += sorted(set(entry.fields) - set(FIELD_ORDER))
-    for name in ordered:
-        value = entry.fields[name]
-        if isinstance(value, tuple):
-            for index, number in enumerate(value):
-                yield (f"{name}#{index}" if index else name), number
-        else:
-            yield name, value
+__all__ = ["CP_NS", "LIST_NAME", "MIME_TYPE", "RL_NS", "parse", "render"]
 
 
 def parse(body: bytes) -> list[Entry]:

@@ -1,0 +1,114 @@
+"""How a document lists its contacts, for every format alike: the display-name template,
+the category filters, skipping contacts with nothing to dial, and the order (Unicode
+collation, so "Ärger" sorts with "Arger" and "éclair" before "Eva")."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+
+import pyuca
+
+from gateway.entry import Entry
+from gateway.model import Contact
+
+#: The names a display-name template may use, and the contact field each one reads.
+TEMPLATE_FIELDS: dict[str, Callable[[Contact], str]] = {
+    "display": lambda c: c.display_name,
+    "given": lambda c: c.given_name,
+    "surname": lambda c: c.surname,
+    "company": lambda c: c.company,
+    "title": lambda c: c.profession,
+    "email": lambda c: c.emails[0] if c.emails else "",
+}
+SORT_ORDERS = ("display", "surname", "given")
+#: The kinds of number a phone can dial.
+DIALLABLE = ("business_number", "mobile_number", "home_number", "sip_address")
+#: Left at the ends of a filled template when a part was empty ("Doe, " -> "Doe").
+_DANGLING = " ,;:-/|·–—()[]"
+_SPACES = re.compile(r"\s+")
+
+
+def template_error(template: str) -> str | None:
+    """Why `template` is not a display-name template, or None when it is one."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"{template!r} is not a template: {exc}"
+    names = [name for _, name, _, _ in parts if name is not None]
+    if not names:
+        return f"{template!r} names no field; use some of {{{'}, {'.join(TEMPLATE_FIELDS)}}}"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            return f"{{{name}}} in {template!r} is not a field; use " + ", ".join(
+                f"{{{n}}}" for n in TEMPLATE_FIELDS
+            )
+    return None
+
+
+def formatted_name(template: str, contact: Contact, fallback: str) -> str:
+    """The template filled from `contact`; `fallback` (the default display name) when the
+    fields it names are all empty."""
+    values = {name: read(contact).strip() for name, read in TEMPLATE_FIELDS.items()}
+    text = _SPACES.sub(" ", template.format_map(values)).strip(_DANGLING)
+    # Separators left between two empty fields ("Doe, , Acme" stays readable enough, but
+    # ", " alone is no name).
+    return text if any(c.isalnum() for c in text) else fallback
+
+
+def admitted(categories: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether a contact in `categories` belongs in the document (case ignored): in one
+    of `include` when that is not empty, and in none of `exclude`."""
+    held = {category.strip().casefold() for category in categories}
+    if include and not held & {category.casefold() for category in include}:
+        return False
+    return not held & {category.casefold() for category in exclude}
+
+
+def diallable(entry: Entry) -> bool:
+    return any(entry.get(kind) for kind in DIALLABLE)
+
+
+_COLLATOR = pyuca.Collator()
+
+
+@lru_cache(maxsize=262144)
+def collation_key(text: str) -> tuple[int, ...]:
+    """The Unicode Collation Algorithm's key (CLDR root order): accents and case are
+    secondary, so names sort as people expect rather than by code point."""
+    return tuple(_COLLATOR.sort_key(text))
+
+
+def order_key(sort: str) -> Callable[[Entry], tuple[object, ...]]:
+    """The key entries are listed by under `sort` ("display", "surname" or "given");
+    entries without the field sort by their display name; entry_id settles ties."""
+
+    def key(entry: Entry) -> tuple[object, ...]:
+        first = entry.display_name
+        if sort == "surname":
+            first = str(entry.get("surname") or "") or entry.display_name
+            second = str(entry.get("given_name") or "")
+        elif sort == "given":
+            first = str(entry.get("given_name") or "") or entry.display_name
+            second = str(entry.get("surname") or "")
+        else:
+            second = ""
+        return (
+            collation_key(first),
+            collation_key(second),
+            collation_key(entry.display_name),
+            entry.entry_id,
+        )
+
+    return key
+
+
+def ordered(entries: Mapping[str, Entry] | Iterable[Entry], sort: str = "display") -> list[Entry]:
+    """The entries in the document's order. Every format lists them so: equal ETags mean
+    equal lists."""
+    values = entries.values() if isinstance(entries, Mapping) else entries
+    return sorted(values, key=order_key(sort))
