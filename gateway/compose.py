@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config import DocumentConfig
 from gateway.directory import Directory
-from gateway.entry import Entry, contact_to_entry, number_key
+from gateway.entry import FLAG_FIELD, Entry, contact_to_entry, number_key
 from gateway.formats import Format, Query, load_format
 from gateway.listing import admitted, diallable, formatted_name, ordered
 from gateway.logs import event
@@ -165,7 +165,10 @@ class Composer:
             if document.name_format is not None:
                 name = formatted_name(document.name_format, contact, entry.display_name)
                 entry = replace(entry, display_name=carriable(name))
-            categories = contact.categories or (state.config.category or "",)
+            # VIP and DND are categories upstream (vCard CATEGORIES) kept as flags here.
+            categories = (contact.categories or (state.config.category or "",)) + (
+                ("vip",) * contact.vip + ("dnd",) * contact.dnd
+            )
             wanted = admitted(categories, document.include_categories, document.exclude_categories)
             listed.setdefault(
                 entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag), wanted)
@@ -262,14 +265,14 @@ def _overlay(
     document: DocumentConfig,
 ) -> None:
     """Show changes not yet applied upstream as if they were, in the order they came. A
-    phone's entry has the one category it shows: that is what the filters read."""
+    phone's entry shows one category and the VIP/DND flag: that is what the filters read."""
     for item in pending:
         if item.kind in ("create", "update") and item.after is not None:
             if item.kind == "update" and item.entry_id not in listed:
                 continue
-            category = str(item.after.get("category") or "")
+            shown = (item.after.get("category"), item.after.get(FLAG_FIELD))
             wanted = admitted(
-                (category,) if category else (),
+                tuple(value for value in shown if isinstance(value, str) and value),
                 document.include_categories,
                 document.exclude_categories,
             )

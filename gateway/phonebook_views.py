@@ -1,5 +1,6 @@
 """The phone formats besides XCAP: `{phonebook_root}/{format}/users/{xui}/{document}`,
-where `{document}` is the `[documents.NAME]` key. GET, HEAD and POST (Snom's Remote XML
+where `{document}` is the `[documents.NAME]` key (and caller-ID lookup at
+`{phonebook_root}/lookup/users/{xui}/{document}`, gateway.lookup_views). GET, HEAD and POST (Snom's Remote XML
 Directory fetches with POST; a body is ignored) answer the same bytes, with a strong
 ETag, 304 on If-None-Match and gzip when asked. Authentication and owner rules are the
 XCAP document's (the authenticator reads the xui through `phonebook_path`)."""
@@ -19,7 +20,9 @@ from gateway.compose import NotReady, Rendered
 from gateway.connector import UnsafeTemplateValue
 from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
 from gateway.formats.urls import phonebook_path
+from gateway.lookup_views import LOOKUP, lookup_answer
 from gateway.xcap.http import representation
+from gateway.xcap.uri import XcapPath
 
 METHODS = ("GET", "HEAD", "POST")
 RETRY_AFTER = 30
@@ -80,6 +83,8 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
     domains = config.auth.domains
     if document is None or (domains and path.user.domain not in domains):
         raise web.HTTPNotFound(text="no such document\n")
+    if path.auid == LOOKUP:
+        return await lookup_answer(request, lambda: composed(request, path))
     if path.auid not in document.formats:
         raise web.HTTPNotFound(text=f"{path.document} is not served as {path.auid}\n")
     if request.method not in METHODS:
@@ -89,14 +94,7 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
         query = query_of(request, fmt)
     except BadQuery as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from exc
-    try:
-        rendered = await engine.document(path.document, path.user)
-    except UnsafeTemplateValue as exc:
-        raise web.HTTPNotFound(text="no such user\n") from exc
-    except NotReady as exc:
-        raise web.HTTPServiceUnavailable(
-            text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
-        ) from exc
+    rendered = await composed(request, path)
     if not getattr(fmt, "searchable", True):
         query = Query()  # the format lists everything (a phone's local copy): one rendering
     if query.plain:
@@ -108,6 +106,20 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
         except BadQuery as exc:  # a format's own parameters, read by the format
             raise web.HTTPBadRequest(text=f"{exc}\n") from exc
     return _answer(request, fmt, rendering)
+
+
+async def composed(request: web.Request, path: XcapPath) -> Rendered:
+    """The document the path names, composed for its user; 404 for an xui no source
+    template can take, 503 while a source has no data yet."""
+    assert path.user is not None
+    try:
+        return await request.app[keys.ENGINE].document(path.document, path.user)
+    except UnsafeTemplateValue as exc:
+        raise web.HTTPNotFound(text="no such user\n") from exc
+    except NotReady as exc:
+        raise web.HTTPServiceUnavailable(
+            text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
+        ) from exc
 
 
 def _render(fmt: Format, rendered: Rendered, query: Query) -> Rendering:

@@ -1,0 +1,142 @@
+"""What goes into the composition, for every format alike: the display-name template,
+the order (Unicode collation), category filters and contacts with nothing to dial."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from lxml import etree
+
+from gateway.app import create_app
+from gateway.config import ConfigError
+from gateway.entry import Entry
+from gateway.listing import admitted, formatted_name, ordered, template_error
+from gateway.model import Contact
+from tests.conftest import ConfigFactory
+from tests.format_contract import USER, card
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
+XCAP = f"/users/{USER}/tbook.xml"
+YEALINK = f"/phonebook/yealink/users/{USER}/tbook"
+
+
+def test_the_template_fills_fields_and_falls_back() -> None:
+    jane = Contact(uid="j", display_name="Dr. Jane Doe", given_name="Jane", surname="Doe")
+    assert formatted_name("{surname}, {given}", jane, "x") == "Doe, Jane"
+    acme = Contact(uid="a", company="Acme")
+    assert formatted_name("{surname}, {given}", acme, "Acme") == "Acme"  # no ", " alone
+    only = Contact(uid="o", surname="Doe")
+    assert formatted_name("{surname}, {given}", only, "x") == "Doe"
+    assert formatted_name("{given} {surname} ({company})", jane, "x") == "Jane Doe"
+
+
+@pytest.mark.parametrize(
+    "template", ["{given.__class__}", "{0}", "{nope}", "plain", "{given!r}", "{given:>99}", "{"]
+)
+def test_a_template_naming_no_field_is_refused(template: str) -> None:
+    assert template_error(template) is not None
+
+
+def test_categories_are_matched_without_case() -> None:
+    assert admitted(["Work"], ["work"], [])
+    assert not admitted(["friend"], ["work"], [])
+    assert not admitted(["work", "VIP"], [], ["vip"])
+    assert admitted([], [], ["vip"])
+
+
+def test_the_order_is_unicode_collation_not_code_points() -> None:
+    entries = [Entry(n, n) for n in ("Zoe", "Ärger", "apfel", "éclair", "Eva", "Öl", "Ohm")]
+    assert [e.display_name for e in ordered(entries)] == [
+        "apfel",
+        "Ärger",
+        "éclair",
+        "Eva",
+        "Ohm",
+        "Öl",
+        "Zoe",
+    ]
+    people = [
+        Entry("1", "Anna Zorn", {"given_name": "Anna", "surname": "Zorn"}),
+        Entry("2", "Zora Abel", {"given_name": "Zora", "surname": "Abel"}),
+        Entry("3", "Acme", {}),
+    ]
+    assert [e.entry_id for e in ordered(people, "surname")] == ["2", "3", "1"]
+    assert [e.entry_id for e in ordered(people, "given")] == ["3", "1", "2"]
+
+
+def listed(body: bytes) -> list[str]:
+    root = etree.fromstring(body)
+    return [e.findtext("Name") or "" for e in root.iter("DirectoryEntry")]
+
+
+def xcap_names(body: bytes) -> list[str]:
+    ns = {"rl": "urn:ietf:params:xml:ns:resource-lists"}
+    return [n.text or "" for n in etree.fromstring(body).iterfind(".//rl:display-name", ns)]
+
+
+async def serve(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path, document: str
+) -> Client:
+    (contacts_dir / "nonumber.vcf").write_text(card("none", "Nobody Reachable"), encoding="utf-8")
+    (contacts_dir / "vip.vcf").write_text(
+        card("vip", "Victor Important", ("WORK", "+49 30 999"), extra="CATEGORIES:vip,Work\r\n"),
+        encoding="utf-8",
+    )
+    config = 'formats = ["counterpath", "yealink"]\n' + document
+    return await aiohttp_client(create_app(make_config(document=config)))
+
+
+async def test_defaults_list_fn_sorted_and_skip_contacts_without_a_number(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    client = await serve(aiohttp_client, make_config, contacts_dir, "")
+    names = xcap_names(await (await client.get(XCAP)).read())
+    assert "Nobody Reachable" not in names and "Anna Müller" in names
+    assert names == [e.display_name for e in ordered([Entry(n, n) for n in names])]
+    assert listed(await (await client.get(YEALINK)).read())[: len(names)] != []
+
+
+async def test_the_keys_apply_to_every_format_alike(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    document = (
+        'name_format = "{surname}, {given}"\nsort = "surname"\n'
+        'include_categories = ["work", "colleague"]\nexclude_categories = ["VIP"]\n'
+        "require_number = false\n"
+    )
+    client = await serve(aiohttp_client, make_config, contacts_dir, document)
+    names = xcap_names(await (await client.get(XCAP)).read())
+    assert "Müller, Anna" in names
+    assert not any("Victor" in n or "Important" in n for n in names)  # excluded by vip
+    assert "Nobody Reachable" in names  # no number, but require_number is off (work by default)
+    assert all("Petersen" not in n for n in names) or "Petersen, Lars" in names
+    surnames = [n.split(",")[0] for n in names if "," in n]
+    assert surnames == sorted(surnames, key=lambda s: ordered([Entry(s, s)])[0].display_name)
+    yealink = listed(await (await client.get(YEALINK)).read())
+    assert [n for n in names if n != "Nobody Reachable"] == yealink  # yealink needs a number
+    # The same filter holds for search: an excluded contact is found by no term.
+    found = listed(await (await client.get(YEALINK, params={"q": "victor"})).read())
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('name_format = "{nope}"', "name_format"),
+        ('sort = "random"', "sort"),
+        ('formats = ["lookup"]', "formats"),
+        ('formats = ["no-such"]', "formats"),
+        ("require_number = 3", "require_number"),
+    ],
+)
+def test_bad_keys_are_config_errors_naming_the_key(
+    make_config: ConfigFactory, line: str, said: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_config(document=line)
+    assert said in str(caught.value)

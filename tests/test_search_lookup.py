@@ -1,0 +1,160 @@
+"""Search and caller-ID lookup: the index over the whole composition (the cap aside),
+names by word prefix without case or accents, numbers raw and on their E.164 form, the
+lookup endpoint as a PBX calls it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from lxml import etree
+
+from gateway.app import create_app
+from gateway.entry import Entry
+from gateway.numbers import NumberFormat
+from gateway.search_index import SearchIndex
+from tests.conftest import ConfigFactory
+from tests.format_contract import USER, card
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
+LOOKUP = f"/phonebook/lookup/users/{USER}/tbook"
+
+
+def person(name: str, company: str = "", **numbers: tuple[str, ...]) -> Entry:
+    fields: dict[str, str | tuple[str, ...]] = dict(numbers)
+    if company:
+        fields["company"] = company
+    return Entry(name.lower().replace(" ", "-"), name, fields)
+
+
+BOOK = [
+    person("Jürgen Müller", "Ben & Jerry's", business_number=("+49 (1234) 5678",)),
+    person("Anna Schmidt", mobile_number=("0171 5550100",), business_number=("030 1234567",)),
+    person("Reception", business_number=("1234",)),
+    person("Voicemail", business_number=("*86#",)),
+    person("John Smith", "Acme", home_number=("+1 212 555 0100",)),
+]
+
+
+@pytest.fixture
+def index() -> SearchIndex:
+    return SearchIndex(BOOK, NumberFormat("as-stored", "DE"))
+
+
+def names(entries: object) -> list[str]:
+    return [e.display_name for e in entries]  # type: ignore[attr-defined]
+
+
+def test_names_match_by_word_prefix_without_case_or_accents(index: SearchIndex) -> None:
+    assert names(index.search("mull")) == ["Jürgen Müller"]
+    assert names(index.search("JURG mü")) == ["Jürgen Müller"]
+    assert names(index.search("ben jer")) == ["Jürgen Müller"]  # the company
+    assert names(index.search("üller")) == []  # a prefix, not any substring
+    assert names(index.search("sm")) == ["John Smith"]
+    assert names(index.search("sch")) == ["Anna Schmidt"]
+    assert names(index.search("a")) == ["Anna Schmidt", "John Smith"]  # Acme: the company
+
+
+def test_numbers_match_by_digits_raw_and_on_their_e164_form(index: SearchIndex) -> None:
+    assert names(index.search("01234 5678")) == ["Jürgen Müller"]  # stored +49 (1234) 5678
+    assert names(index.search("+49 30 1234")) == ["Anna Schmidt"]  # stored 030 1234567
+    assert names(index.search("030 12")) == ["Anna Schmidt"]
+    assert names(index.search("555 0100")) == ["Anna Schmidt", "John Smith"]
+    assert names(index.search("99999")) == []
+
+
+def test_lookup_matches_the_e164_form_both_ways(index: SearchIndex) -> None:
+    found = index.lookup("01234 5678")
+    assert found is not None and found.entry.display_name == "Jürgen Müller"
+    assert found.number == "+49 (1234) 5678" and found.kind == "business"
+    for dialled in ("+49301234567", "0049 30 1234567", "030/123 45 67", "301234567"):
+        hit = index.lookup(dialled)
+        assert hit is not None and hit.entry.display_name == "Anna Schmidt", dialled
+    hit = index.lookup("+12125550100")
+    assert hit is not None and hit.kind == "home"
+
+
+def test_extensions_and_codes_never_get_a_country_code(index: SearchIndex) -> None:
+    reception = index.lookup("1234")
+    assert reception is not None and reception.entry.display_name == "Reception"
+    voicemail = index.lookup("*86#")
+    assert voicemail is not None and voicemail.entry.display_name == "Voicemail"
+    assert index.lookup("+49 1234") is None  # not the extension 1234 with a country code
+    assert index.lookup("86") is None
+
+
+def test_a_suffix_shorter_than_the_national_number_is_no_match(index: SearchIndex) -> None:
+    assert index.lookup("5678") is None
+    assert index.lookup("345678") is None
+    assert index.lookup("1234567") is None  # Anna's is 301234567: seven of nine digits
+    assert index.lookup("") is None and index.lookup("x" * 5000) is None
+
+
+async def serve(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path, document: str
+) -> Client:
+    return await aiohttp_client(create_app(make_config(document=document)))
+
+
+@pytest.fixture
+async def capped(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> Client:
+    """The demo book plus 60 numbered people, capped at 10 entries."""
+    for i in range(60):
+        (contacts_dir / f"p{i:02}.vcf").write_text(
+            card(f"p{i}", f"Zed Person{i:02}", ("WORK", f"+49 40 5550{i:04}")), encoding="utf-8"
+        )
+    config = 'formats = ["counterpath", "yealink"]\ndefault_region = "DE"\nmax_entries = 10'
+    return await aiohttp_client(create_app(make_config(document=config)))
+
+
+def yealink_names(body: bytes) -> list[str]:
+    return [e.findtext("Name") or "" for e in etree.fromstring(body).iter("DirectoryEntry")]
+
+
+async def test_search_looks_past_the_cap(capped: Client) -> None:
+    url = f"/phonebook/yealink/users/{USER}/tbook"
+    listed = yealink_names(await (await capped.get(url)).read())
+    assert len(listed) == 10 and "Zed Person59" not in listed
+    found = yealink_names(await (await capped.get(url, params={"q": "person59"})).read())
+    assert found == ["Zed Person59"]
+    by_number = yealink_names(await (await capped.get(url, params={"q": "040 55500059"})).read())
+    assert by_number == ["Zed Person59"]
+
+
+async def test_lookup_answers_json_text_and_404(capped: Client) -> None:
+    response = await capped.get(LOOKUP, params={"number": "040 5550 0042"})
+    assert response.status == 200 and response.content_type == "application/json"
+    answer = json.loads(await response.read())
+    assert answer["name"] == "Zed Person42" and answer["number"] == "+49 40 55500042"
+    assert answer["kind"] == "business"
+    text = await capped.get(
+        LOOKUP, params={"number": "+494055500042"}, headers={"Accept": "text/plain"}
+    )
+    assert text.status == 200 and await text.text() == "Zed Person42"
+    plain = await capped.get(LOOKUP, params={"number": "+494055500042", "format": "text"})
+    assert await plain.text() == "Zed Person42"
+    missing = await capped.get(
+        LOOKUP, params={"number": "+49 40 99999999"}, headers={"Accept": "text/plain"}
+    )
+    assert missing.status == 404 and await missing.text() == ""
+    assert (await capped.get(LOOKUP, params={"number": "0042"})).status == 404
+
+
+@pytest.mark.parametrize(
+    "query", ["", "number=", "number=%00", "number=" + "1" * 5000, "number=%ZZ", "number=**"]
+)
+async def test_hostile_lookups_are_400_or_404(capped: Client, query: str) -> None:
+    response = await capped.get(LOOKUP + "?" + query)
+    assert response.status in (400, 404), query
+
+
+async def test_lookup_is_read_only_and_needs_a_document(capped: Client) -> None:
+    assert (await capped.post(LOOKUP + "?number=1234")).status == 405
+    assert (await capped.get(f"/phonebook/lookup/users/{USER}/nope?number=1")).status == 404
