@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import logging
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from gateway.outbox import Outbox
     from gateway.outbox_rows import Item
 
+#: Compositions of at least this many contacts get their search index built at once.
+PREBUILT_INDEX = 5000
 #: The format of the XCAP document (the resource-lists dialect Snom and Bria read).
 XCAP_FORMAT = "counterpath"
 
@@ -143,6 +146,10 @@ class Composer:
         if not any(state.evicted for state in states):  # else the user is gone: keep none
             self._cache[cache_key] = rendered
             self._bound()
+        if len(rendered.directory.everyone) >= PREBUILT_INDEX:
+            # A big book's index takes seconds: build it now, off the event loop, rather
+            # than when the first phone searches.
+            asyncio.get_running_loop().run_in_executor(None, rendered.directory.search_index)
         return rendered
 
     def _bound(self) -> None:

@@ -39,6 +39,11 @@ class Directory(Sequence[Entry]):
         return self._everyone
 
     @property
+    def numbers(self) -> NumberFormat:
+        """How the document shows numbers (and reads them: default region, prefix)."""
+        return self._numbers
+
+    @property
     def indexed(self) -> bool:
         return self._index is not None
 

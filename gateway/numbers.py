@@ -25,6 +25,7 @@ class NumberFormat:
         self.region = region.upper() if region else None
         self.prefix = prefix
         self.shown = lru_cache(maxsize=65536)(self._shown)
+        self._matchable_cached = lru_cache(maxsize=262144)(self._matchable_uncached)
 
     def __call__(self, number: str) -> str:
         return number if self.style == "as-stored" else self.shown(number)
@@ -55,31 +56,45 @@ class NumberFormat:
         country code when it is valid, or when it has the right length and was written with
         a country code or the national trunk prefix (`+49 (1234) 5678`, `01234 5678`):
         internal extensions and `*`/`#` codes never get one."""
+        found = self.matchable(number)
+        return found[0] if found else None
+
+    def matchable(self, number: str) -> tuple[str, str] | None:
+        """(E.164 form, national significant number) of `number` (see e164); cached, as
+        every composition of a document reads the same numbers again."""
+        return self._matchable_cached(number)
+
+    def _matchable_uncached(self, number: str) -> tuple[str, str] | None:
         text = number.strip()
         if not text or any(c in text for c in "*#@") or len(text) > 64:
             return None
         readings = [text]
         if self.prefix and self.style == "national" and text.startswith(self.prefix):
             readings.insert(0, text[len(self.prefix) :])
-        # A valid reading first (with or without the prefix), then a merely possible one.
-        for strict in (True, False):
-            for reading in readings:
-                if (found := self._matchable(reading, strict)) is not None:
-                    return found
+        parsed = [(reading, found) for reading in readings if (found := self._read(reading))]
+        if len(parsed) > 1:  # with or without the prefix: a valid reading wins
+            parsed.sort(key=lambda pair: not phonenumbers.is_valid_number(pair[1]))
+        for reading, candidate in parsed:
+            # Written with a country code or trunk prefix, a possible length will do (cheap:
+            # no validation against the numbering plan); otherwise it must be valid.
+            explicit = (
+                candidate.country_code_source != CountryCodeSource.FROM_DEFAULT_COUNTRY
+                or self._trunk_prefixed(reading)
+            )
+            if (explicit and phonenumbers.is_possible_number(candidate)) or (
+                phonenumbers.is_valid_number(candidate)
+            ):
+                return (
+                    phonenumbers.format_number(candidate, PhoneNumberFormat.E164),
+                    str(candidate.national_number),
+                )
         return None
 
-    def _matchable(self, text: str, strict: bool) -> str | None:
+    def _read(self, text: str) -> phonenumbers.PhoneNumber | None:
         try:
-            parsed = phonenumbers.parse(text, self.region, keep_raw_input=True)
+            return phonenumbers.parse(text, self.region, keep_raw_input=True)
         except NumberParseException:
             return None
-        if not phonenumbers.is_valid_number(parsed):
-            if strict or not phonenumbers.is_possible_number(parsed):
-                return None
-            source = parsed.country_code_source
-            if source == CountryCodeSource.FROM_DEFAULT_COUNTRY and not self._trunk_prefixed(text):
-                return None  # a short internal number that happens to have a possible length
-        return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
 
     def _trunk_prefixed(self, text: str) -> bool:
         metadata = PhoneMetadata.metadata_for_region(self.region or "")

@@ -45,21 +45,28 @@ def query_of(request: web.Request, fmt: Format) -> Query:
     term = params.get("q", "").strip()
     if len(term) > MAX_QUERY or any(ord(c) < 32 for c in term):
         raise BadQuery(f"q is at most {MAX_QUERY} printable characters")
-    own = {
-        name: params[name]
-        for name in getattr(fmt, "parameters", ())
-        if name in params and name not in ("q", "offset", "limit")
-    }
+    # A format may claim one of our names for its own protocol (Gigaset's handsets send
+    # limit=2048): then the format reads it, and we do not.
+    own = {name: params[name] for name in getattr(fmt, "parameters", ()) if name in params}
     for name, value in own.items():
         if len(value) > MAX_QUERY or any(ord(c) < 32 for c in value):
             raise BadQuery(f"{name} is at most {MAX_QUERY} printable characters")
     return Query(
-        q=term,
-        offset=_number(params.get("offset"), "offset", 0, 10**6) or 0,
-        limit=_number(params.get("limit"), "limit", 1, MAX_LIMIT),
-        url=str(request.rel_url.with_query(None)),
+        q="" if "q" in own else term,
+        offset=0 if "offset" in own else _number(params.get("offset"), "offset", 0, 10**6) or 0,
+        limit=None if "limit" in own else _number(params.get("limit"), "limit", 1, MAX_LIMIT),
+        url=_own_url(request),
         params=own,
     )
+
+
+def _own_url(request: web.Request) -> str:
+    """The URL the phone asked for, without its query: scheme and host as it sent them
+    (Cisco's phones want absolute URLs in soft keys), else just the path."""
+    try:
+        return str(request.url.with_query(None))
+    except ValueError:  # a Host header yarl cannot build a URL from
+        return str(request.rel_url.with_query(None))
 
 
 def _number(value: str | None, name: str, low: int, high: int) -> int | None:
@@ -128,8 +135,9 @@ def _render(fmt: Format, rendered: Rendered, query: Query) -> Rendering:
     return Rendering(body, gzip.compress(body, mtime=0), etag)
 
 
-class Renderings(OrderedDict[tuple[str, str], Rendering]):
-    """(format, composition ETag) -> its rendering, least recently used first."""
+class Renderings(OrderedDict[tuple[str, str, str], Rendering]):
+    """(format, composition ETag, URL where the format links to it) -> its rendering,
+    least recently used first."""
 
 
 _CACHE = web.AppKey("phonebook_renderings", Renderings)
@@ -145,7 +153,9 @@ async def _cached(app: web.Application, fmt: Format, rendered: Rendered, query: 
     """The rendering of the whole list; made (off the event loop) only when this version
     of the document has none in this format yet."""
     cache = app[_CACHE]
-    key = (fmt.name, rendered.etag)
+    # A format that links to its own URL (paging, search) renders per URL: two users
+    # with the same book each get links to theirs.
+    key = (fmt.name, rendered.etag, query.url if getattr(fmt, "uses_url", False) else "")
     if (found := cache.get(key)) is not None:
         cache.move_to_end(key)
         return found

@@ -1,7 +1,7 @@
 """The index behind search and caller-ID lookup, built once per composition over every
 contact of the document before the cap.
 
-- Names: every word of the display name and company, folded (case and accents ignored),
+- Names: every word of the display name, company, given name and surname, folded (case and accents ignored),
   in one sorted list; a search word is a prefix, found by bisection.
 - Numbers for search: each entry's numbers as digits, raw and in E.164 form, in one
   string; a run of digits is found with `str.find` (C speed) and mapped to its entry.
@@ -63,9 +63,14 @@ class SearchIndex:
         self._by_raw: dict[str, tuple[int, str, str]] = {}
         self._by_national: dict[str, tuple[int, str, str]] = {}
         for rank, entry in enumerate(entries):
-            company = entry.get("company")
-            text = f"{entry.display_name} {company if isinstance(company, str) else ''}"
-            pairs.extend((word, rank) for word in set(words_of(text)))
+            # The display name, the company, and the name parts (a template may leave
+            # one out of the display name; Gigaset searches by surname).
+            text = " ".join(
+                value
+                for name in ("company", "given_name", "surname")
+                if isinstance(value := entry.get(name), str)
+            )
+            pairs.extend((word, rank) for word in set(words_of(f"{entry.display_name} {text}")))
             digit_runs.append(self._add_numbers(rank, entry))
         pairs.sort()
         self._words = [word for word, _ in pairs]
@@ -90,10 +95,10 @@ class SearchIndex:
                 found = (rank, shown, kind.removesuffix("_number").removesuffix("_address"))
                 self._by_raw.setdefault(raw, found)
                 forms.append(raw.lstrip("+"))
-                if e164 := self.numbers.e164(number):
+                if matched := self.numbers.matchable(number):
+                    e164, national = matched
                     self._by_e164.setdefault(e164, found)
                     forms.append(e164[1:])
-                    national = str(phonenumbers.parse(e164).national_number)
                     self._by_national.setdefault(national, found)
         return " ".join(forms)
 

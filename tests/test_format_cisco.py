@@ -346,12 +346,6 @@ async def test_a_percent_encoded_xui_pages_too(people: Client) -> None:
     assert numbers_of(pages) == numbers_of(await walk(people, URL_))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="phonebook_views caches the first page by (format, composition ETag) alone, so "
-    "a user whose book is the same as another's gets the other's links; the key needs the "
-    "request path (Query.url). Remove this mark once it has it.",
-)
 async def test_each_user_gets_links_to_their_own_book(people: Client) -> None:
     await fetch(people, URL_)  # alice's first page, now cached
     bob = read_page(await fetch(people, "/phonebook/cisco/users/sip:bob@example.com/tbook"))

@@ -39,6 +39,13 @@ async def test_owner_rules_hold_for_phonebook_urls(
     assert (await client.get(percent, headers=basic("bob", "bob-pw"))).status == 403
     not_listed = "/phonebook/counterpath/users/sip:alice@example.com/tbook"
     assert (await client.get(not_listed, headers=basic("alice", "alice-pw"))).status == 200
+    # Caller-ID lookup and search: the same rules (nobody reads a neighbour's book).
+    lookup = "/phonebook/lookup/users/sip:alice@example.com/tbook?number=%2B49302094110"
+    assert (await client.get(lookup)).status == 401
+    assert (await client.get(lookup, headers=basic("bob", "bob-pw"))).status == 403
+    assert (await client.get(lookup, headers=basic("alice", "alice-pw"))).status in (200, 404)
+    search = ALICE.replace("/snom/", "/yealink/") + "?q=anna"
+    assert (await client.get(search, headers=basic("bob", "bob-pw"))).status == 403
 
 
 def test_an_unknown_format_is_a_config_error_naming_the_key(make_config: ConfigFactory) -> None:

@@ -6,7 +6,9 @@ A format is an object with a `name`, a `content_type` and `render(entries, query
 returns the bytes to serve; one with `searchable = False` (a list the phone keeps whole)
 is given no query, and its one rendering per document version is cached. A format whose
 phones send parameters of their own (Gigaset's `command=get_list`) names them in
-`parameters`; they reach it in `Query.params`. Every format is read-only: edits come back
+`parameters`; they reach it in `Query.params` (a name of ours listed there, like `limit`,
+is the format's then). A format whose bytes hold the URL it was fetched from (paging and
+search links) sets `uses_url = True`, so its cached rendering is kept per URL. Every format is read-only: edits come back
 only through XCAP.
 
 `entries` is a sequence in the document's order; the one the gateway passes is a

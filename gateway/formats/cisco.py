@@ -254,6 +254,8 @@ class CiscoDirectory:
     searchable = True
     #: The object asked for besides the directory: `search` or `menu`.
     parameters = ("form",)
+    #: Paging and search links hold the URL the page was fetched from.
+    uses_url = True
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
         form = query.params.get("form", "")

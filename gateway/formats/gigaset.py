@@ -52,11 +52,11 @@ from phonenumbers import PhoneMetadata
 
 from gateway.directory import Directory
 from gateway.entry import Entry
-from gateway.formats import XML_TYPE, Query
+from gateway.formats import XML_TYPE, BadQuery, Query
 from gateway.formats.search import select
 from gateway.formats.xmlout import child, document, first_last, numbers
 from gateway.numbers import NumberFormat
-from gateway.text import fold
+from gateway.text import fold, words_of
 from gateway.xcap.xml import xml_text
 
 #: The search fields in the order the phone sends them (`notfound` names the first).
@@ -88,12 +88,16 @@ class Refused(Exception):
 class GigasetDirectory:
     name = "gigaset"
     content_type = XML_TYPE
-    parameters = frozenset({"command", "type", "first", "count", "set_first", *FIELDS})
+    #: `limit` too: the handsets send limit=2048, which is theirs, not our page size.
+    parameters = frozenset({"command", "type", "first", "count", "set_first", "limit", *FIELDS})
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
-        if not query.params:
+        if not query.params.keys() - {"limit"}:  # not the protocol: q, offset, limit
             found = select(entries, Query(q=query.q)).entries if query.q else entries
-            return _answer("pb", _listable(found), query.offset, query.limit, "ln")
+            limit = query.params.get("limit", "")
+            if limit and not (limit.isascii() and limit.isdigit() and 0 < int(limit) <= 10**6):
+                raise BadQuery("limit is a whole number from 1")
+            return _answer("pb", _listable(found), query.offset, int(limit or 0) or None, "ln")
         try:
             return _get_list(entries, query.params)
         except Refused as refused:
@@ -121,9 +125,41 @@ def _get_list(entries: Sequence[Entry], params: Mapping[str, str]) -> bytes:
     if term:
         pool = select(entries, Query(q=term)).entries
     elif tests and isinstance(entries, Directory):
-        pool = entries.everyone  # a search looks past the cap
+        # A search looks past the cap; the index narrows it to the candidates first.
+        pool = _candidates(entries, {f: get(f) for f, _ in tests})
     found = _listable(e for e in pool if all(test(e) for _, test in tests))
     return _answer(kind, found, first - 1, count, tests[0][0] if tests else "ln")
+
+
+def _candidates(directory: Directory, asked: Mapping[str, str]) -> Sequence[Entry]:
+    """Every entry that can match the fields asked, in order: what the index finds for
+    the first piece of each name and number pattern (the index holds the words of names
+    and companies and the digits of numbers, so it finds a superset); everyone when no
+    field can be narrowed so (an e-mail, a pattern of stars and digits in a name)."""
+    found: Sequence[Entry] | None = None
+    for field, value in asked.items():
+        piece = next((p for p in value.split("*") if p.strip()), "")
+        starts_word = not value.lstrip().startswith("*")  # else it is anywhere: no index
+        if field in ("fn", "ln") and starts_word and any(c.isalpha() for c in piece):
+            term = " ".join(words_of(piece))
+        elif field in NUMBER_FIELDS and (digits := "".join(c for c in piece if c in _DIGITS)):
+            term = digits
+            if "*" not in value and (match := directory.lookup(value)) is not None:
+                extra = match.entry  # the caller-ID lookup's answer counts too
+                hits = directory.search(term)
+                found = _narrow(found, [*hits, extra] if extra not in hits else hits)
+                continue
+        else:
+            continue
+        found = _narrow(found, directory.search(term))
+    return directory.everyone if found is None else found
+
+
+def _narrow(found: Sequence[Entry] | None, more: Sequence[Entry]) -> Sequence[Entry]:
+    if found is None:
+        return more
+    keep = {entry.entry_id for entry in more}
+    return [entry for entry in found if entry.entry_id in keep]
 
 
 def _whole(value: str, default: int, command: str, kind: str) -> int:
@@ -296,10 +332,7 @@ def _number_test(field: str, value: str, entries: Sequence[Entry]) -> Test:
 
 
 def _number_format(entries: Sequence[Entry]) -> NumberFormat | None:
-    if isinstance(entries, Directory):
-        directory: Directory = entries
-        return directory.search_index().numbers
-    return None
+    return entries.numbers if isinstance(entries, Directory) else None
 
 
 def number_digits(number: str, style: NumberFormat | None) -> str:
