@@ -54,3 +54,13 @@ class TestYealink(FormatContract):
         digits = self.read(await (await client.get(self.url() + "?q=3333")).read())
         assert [name for name, _ in digits] == ["Jürgen Müller-Straße"]
         assert self.read(await (await client.get(self.url() + "?q=zzzqqq")).read()) == []
+
+
+def test_a_vip_card_is_marked_vip_and_others_are_not() -> None:
+    from gateway.entry import Entry
+    from gateway.formats import Query, load_format
+
+    vip = Entry("v", "Victor", {"business_number": ("+49 30 1",), "category#1": "vip"})
+    plain = Entry("p", "Paula", {"business_number": ("+49 30 2",)})
+    root = etree.fromstring(load_format("snom").render([vip, plain], Query()))
+    assert [c.get("vip") for c in root.iter("contact")] == ["true", "false"]

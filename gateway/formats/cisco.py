@@ -34,167 +34,33 @@ What is decided here:
   follow), 5 Previous (past the first page). Each key keeps its position on every page (a
   key left out leaves its slot empty); the first four are the ones a user needs most, so
   Previous is the one a phone showing four keys at a time puts on its second row.
-- Links are the request's own path (`Query.url`) with `q`, `offset` and `limit`. Cisco's
-  examples all use full `http://` URLs; that every model resolves a path against the URL
-  of the page is not confirmed.
+- Links are the request's own absolute URL (`Query.url`: scheme and `Host` as the phone
+  sent them, as Cisco's examples all use full `http://` URLs) with `q`, `offset` and
+  `limit`.
 - UTF-8, declared in the XML header and the Content-Type. Phones check the declaration
   against their `Accept-Charset`: older models send `iso-8859-1, utf-8;q=0.8`, newer ones
   `utf-8`; every one lists UTF-8, so it is always UTF-8.
 
-The helpers for one line per number and its pages (`targets_of`, `lines_of`, `line_page`,
-`link`, `title_of`, `prompt_of`) are shared with the Snom minibrowser format, whose
-directory has one `Telephone` per entry too.
+One line per number and its pages come from gateway.formats.lines, shared with the Snom
+minibrowser format, whose directory has one `Telephone` per entry too.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from urllib.parse import urlencode
+from collections.abc import Sequence
 
 from lxml import etree
 
-from gateway.entry import Entry, without_separators
+from gateway.entry import Entry
 from gateway.formats import XML_TYPE, BadQuery, Query
-from gateway.formats.search import select
-from gateway.formats.xmlout import child, document, numbers
+from gateway.formats.lines import dialable_number, line_page, link, prompt_of, title_of
+from gateway.formats.xmlout import child, document
 
 #: `DirectoryEntry`s per object: Cisco's limit, and so the lines of a page.
 PAGE_SIZE = 32
 #: Our caps (Cisco documents none for these; see the module's docstring).
 MAX_NAME = 32
-MAX_NUMBER = 32
 MAX_TITLE = 32
-#: Our number kinds as the word after a contact's later lines.
-KIND_WORDS = {
-    "business_number": "work",
-    "mobile_number": "mobile",
-    "home_number": "home",
-    "sip_address": "SIP",
-}
-
-#: (kind, number) -> what the phone dials, or "" when it cannot dial it.
-Dial = Callable[[str, str], str]
-
-_DIALABLE = re.compile(r"\+?[0-9*#]+")
-
-
-@dataclass(frozen=True)
-class Line:
-    """One `DirectoryEntry`: the name shown and the number dialled."""
-
-    name: str
-    number: str
-
-
-@dataclass(frozen=True)
-class LinePage:
-    """The lines of one page, where it starts, its size, and the pages around it
-    (`previous`: the offset of the page before, None on the first page)."""
-
-    lines: list[Line]
-    offset: int
-    limit: int
-    more: bool
-    previous: int | None
-
-
-def dialable_number(kind: str, number: str) -> str:
-    """`number` without separators when it is digits, `*`, `#` and a leading `+` of at most
-    32 characters; "" for anything else (SIP addresses included)."""
-    cleaned = without_separators(number)
-    return cleaned if _DIALABLE.fullmatch(cleaned) and len(cleaned) <= MAX_NUMBER else ""
-
-
-def line_name(name: str, suffix: str, cap: int | None) -> str:
-    """`name` on one line with `suffix` after it, the name cut so that both fit in `cap`."""
-    name = " ".join(name.split())
-    if cap is not None and len(name) + len(suffix) > cap:
-        name = name[: max(cap - len(suffix), 0)].rstrip()
-    return name + suffix
-
-
-def targets_of(entry: Entry, dial: Dial) -> list[tuple[str, str]]:
-    """(kind, what the phone dials) for every number of `entry` that `dial` accepts, each
-    once, in the order of `numbers`."""
-    found: dict[str, str] = {}
-    for kind, number in numbers(entry):
-        if (target := dial(kind, number)) and target not in found:
-            found[target] = kind
-    return [(kind, target) for target, kind in found.items()]
-
-
-def lines_of(
-    entry: Entry, targets: list[tuple[str, str]], max_name: int | None = None
-) -> Iterator[Line]:
-    """A line for each of `entry`'s `targets`: the first under the name, the later ones
-    with their kind (and a count when the kind came before)."""
-    kinds: Counter[str] = Counter()
-    for n, (kind, target) in enumerate(targets):
-        word = KIND_WORDS[kind]
-        kinds[word] += 1
-        if n == 0:
-            suffix = ""
-        elif kinds[word] == 1:
-            suffix = f" ({word})"
-        else:
-            suffix = f" ({word} {kinds[word]})"
-        yield Line(line_name(entry.display_name or target, suffix, max_name), target)
-
-
-def line_page(
-    entries: Sequence[Entry],
-    query: Query,
-    page_size: int,
-    dial: Dial,
-    max_name: int | None = None,
-) -> LinePage:
-    """The lines `query` asks for: the entries matching `q` (the whole composition), one line
-    per number, from line `offset`, at most `limit` of them and never more than
-    `page_size`."""
-    limit = min(query.limit or page_size, page_size)
-    start, stop = query.offset, query.offset + limit
-    page: list[Line] = []
-    seen = 0
-    more = False
-    for entry in select(entries, Query(q=query.q)).entries:
-        targets = targets_of(entry, dial)
-        if seen + len(targets) <= start:  # a page before: counted, not named
-            seen += len(targets)
-            continue
-        for line in lines_of(entry, targets, max_name):
-            if seen == stop:
-                more = True
-                break
-            if seen >= start:
-                page.append(line)
-            seen += 1
-        if more:
-            break
-    # Past the end, Previous leads to the last page rather than to another empty one.
-    previous = max(min(start, seen) - limit, 0) if start else None
-    return LinePage(page, start, limit, more, previous)
-
-
-def link(query: Query, **params: str | int) -> str:
-    """This request's path with `params` as its query string (`q` kept when set)."""
-    if query.q and "q" not in params:
-        params = {"q": query.q, **params}
-    return f"{query.url}?{urlencode(params)}" if params else query.url
-
-
-def title_of(query: Query, cap: int | None = None) -> str:
-    """`Directory`, or what was searched for."""
-    title = f"Search: {' '.join(query.q.split())}" if query.q else "Directory"
-    return title if cap is None else title[:cap].rstrip()
-
-
-def prompt_of(page: LinePage, query: Query) -> str:
-    if page.lines:
-        return f"Lines {page.offset + 1}-{page.offset + len(page.lines)}"
-    return "No match" if query.q else "No entries"
 
 
 def _soft_key(root: etree._Element, name: str, url: str, position: int) -> None:

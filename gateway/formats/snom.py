@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from gateway.entry import Entry
+from gateway.entry import FLAG_FIELD, Entry
 from gateway.formats import XML_TYPE, Query
 from gateway.formats.xmlout import child, document, first_last, numbers
 
@@ -30,7 +30,9 @@ class SnomRemoteXml:
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
         root = etree.Element("tbook", e="2", version="2.0", complete="true")
         for entry in entries:
-            contact = child(root, "contact", fav="false", vip="false", blocked="false")
+            # The card's VIP flag (vCard CATEGORIES:VIP, the XCAP document's category#1).
+            vip = "true" if entry.get(FLAG_FIELD) == "vip" else "false"
+            contact = child(root, "contact", fav="false", vip=vip, blocked="false")
             given, surname = first_last(entry)
             child(contact, "first_name", given)
             child(contact, "last_name", surname)

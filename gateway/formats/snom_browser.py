@@ -13,7 +13,7 @@ keys): a `SnomIPPhoneDirectory` page the phone fetches when the key is pressed, 
 
 What is decided here:
 
-- One entry per number, named as Cisco's are (`gateway.formats.cisco`): the first number
+- One entry per number, named as Cisco's are (`gateway.formats.lines`): the first number
   under the name, later ones `Name (mobile)`, `Name (work 2)`, `Name (SIP)`. `offset` and
   `limit` count these lines, and a page has at most 50 (`limit` may ask for fewer): the
   phone's speed-select (a digit key jumps to that line) handles at most 100 lines, and 50
@@ -26,7 +26,7 @@ What is decided here:
   digits, `*`, `#` and a leading `+` left, or more than 32 characters); a SIP address is
   dialled as a `sip:` URI (the scheme added when the card has none), unless it holds
   white space. Snom documents no length for `Name`: names are one line, not cut.
-- Links are the request's own path (`Query.url`) with `q`, `offset` and `limit`.
+- Links are the request's own absolute URL (`Query.url`) with `q`, `offset` and `limit`.
 - Not confirmed: whether the phone percent-encodes what is typed before it GETs the URL.
 """
 
@@ -38,7 +38,7 @@ from lxml import etree
 
 from gateway.entry import Entry
 from gateway.formats import XML_TYPE, BadQuery, Query
-from gateway.formats.cisco import dialable_number, line_page, link, prompt_of, title_of
+from gateway.formats.lines import dialable_number, line_page, link, prompt_of, title_of
 from gateway.formats.xmlout import child, document
 
 #: Lines per page (speed-select handles at most 100).
