@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway.entry import Entry
-from gateway.formats import Query
+from gateway.formats import MAX_LIMIT, Query
 from gateway.text import fold, words_of
 
 
@@ -39,14 +39,19 @@ class Page:
 
 
 def select(entries: Sequence[Entry], query: Query, page_size: int | None = None) -> Page:
-    """The entries `query` asks for (`q`, then `offset` and `limit`); a format with a page
-    size of its own (Cisco's 32) passes it, and `limit` cannot exceed it."""
+    """The entries `query` asks for (`q`, then `offset` and `limit`; a search without a
+    `limit` gives at most MAX_LIMIT); a format with a page size of its own (Cisco's 32)
+    passes it, and `limit` cannot exceed it."""
     found: Sequence[Entry] = entries
     if query.q:
         found = (
             entries.search(query.q) if isinstance(entries, Searchable) else scan(entries, query.q)
         )
     limit = query.limit
+    if query.q and limit is None:
+        # A search of a big book may match most of it: a phone gets the first
+        # MAX_LIMIT matches (as many as one page may ask for), never the whole book.
+        limit = MAX_LIMIT
     if page_size is not None:
         limit = page_size if limit is None else min(limit, page_size)
     offset = min(query.offset, len(found))
