@@ -118,6 +118,36 @@ class FormatContract:
         response = await client.get(self.url() + "?" + query)
         assert response.status in (200, 400), query
 
+    @property
+    def searchable(self) -> bool:
+        from gateway.formats import load_format
+
+        return bool(getattr(load_format(self.format), "searchable", True))
+
+    async def test_search_finds_by_name_prefix_without_accents_and_by_digits(
+        self, client: Client
+    ) -> None:
+        everyone = self.read(await (await client.get(self.url())).read())
+        found = self.read(await (await client.get(self.url(), params={"q": "jurg"})).read())
+        by_digits = self.read(await (await client.get(self.url(), params={"q": "30 1111"})).read())
+        if not self.searchable:  # a list the phone keeps whole: the same list
+            assert found == everyone and by_digits == everyone
+            return
+        assert found and all("Jürgen" in name for name, _ in found)
+        assert by_digits and all("Smith & <Sons>" in name for name, _ in by_digits)
+
+    async def test_a_page_holds_what_limit_asks(self, client: Client) -> None:
+        everyone = self.read(await (await client.get(self.url())).read())
+        one = self.read(await (await client.get(self.url(), params={"limit": "1"})).read())
+        later = self.read(
+            await (await client.get(self.url(), params={"limit": "1", "offset": "1"})).read()
+        )
+        if not self.searchable:
+            assert one == everyone
+            return
+        assert len(one) == 1 and len(later) == 1 and one != later
+        assert one[0] == everyone[0]
+
     async def test_the_declaration_is_the_one_vendors_show(self, client: Client) -> None:
         body = await (await client.get(self.url())).read()
         assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')

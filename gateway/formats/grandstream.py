@@ -36,6 +36,8 @@ TYPES = {
 class GrandstreamPhonebook:
     name = "grandstream"
     content_type = XML_TYPE
+    #: The phone downloads the whole list and keeps it: no search, no pages.
+    searchable = False
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
         root = etree.Element("AddressBook")

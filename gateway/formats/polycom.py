@@ -72,6 +72,8 @@ def _size_in_place(item: etree._Element) -> int:
 class PolycomDirectory:
     name = "polycom"
     content_type = XML_TYPE
+    #: The phone downloads the whole list and keeps it: no search, no pages.
+    searchable = False
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
         root = etree.Element("directory")

@@ -63,6 +63,8 @@ def first_of_kind(entry: Entry, kind: str) -> str:
 class SnomDectDirectory:
     name = "snom-dect"
     content_type = XML_TYPE
+    #: The phone downloads the whole list and keeps it: no search, no pages.
+    searchable = False
 
     def render(self, entries: Sequence[Entry], query: Query) -> bytes:
         root = etree.Element("IPPhoneDirectory")
