@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import string
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 
@@ -76,11 +77,15 @@ def diallable(entry: Entry) -> bool:
 _COLLATOR = pyuca.Collator()
 
 
-@lru_cache(maxsize=262144)
-def collation_key(text: str) -> tuple[int, ...]:
+@lru_cache(maxsize=131072)
+def collation_key(text: str) -> bytes:
     """The Unicode Collation Algorithm's key (CLDR root order): accents and case are
-    secondary, so names sort as people expect rather than by code point."""
-    return tuple(_COLLATOR.sort_key(text))
+    secondary, so names sort as people expect rather than by code point. Packed as
+    16-bit big-endian weights (every DUCET and implicit weight fits; bytes compare as the
+    weights do) at a quarter of a tuple's memory; cached, as every composition of a book
+    sorts the same names again."""
+    weights = _COLLATOR.sort_key(text)
+    return struct.pack(f">{len(weights)}H", *weights)
 
 
 def order_key(sort: str) -> Callable[[Entry], tuple[object, ...]]:
