@@ -244,6 +244,11 @@ class TestGigaset(FormatContract):
             "command=get_list&command=del",
             "type=",
             "q=m%C3%BC&offset=1&limit=1",
+            # Fold to nothing, or to stars: a full-width and a small star, a lone accent.
+            "command=get_list&ln=%EF%BC%8A",
+            "command=get_list&fn=%EF%B9%A1",
+            "command=get_list&em=%CC%81",
+            "command=get_list&ln=*%CC%81*",
         ],
     )
     async def test_hostile_protocol_parameters_never_5xx(self, client: Client, query: str) -> None:
@@ -412,3 +417,14 @@ async def test_national_and_international_spellings_with_a_default_region(
     assert people(await ask(client, get_list(mb="0171 33*"))) == ["Anna Müller"]
     root = await ask(client, REVERSE_SEARCH.format(number="030%202094%201100"))
     assert people(root) == ["Anna Müller"]
+
+
+async def test_the_international_prefix_alone_matches_nobody(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    config = make_config(document='formats = ["gigaset"]\ndefault_region = "DE"')
+    client = await aiohttp_client(create_app(config))
+    for number in ("00", "+00", "0"):
+        root = await ask(client, get_list(hm=number))
+        assert root.get("total") == "0", number
+

@@ -219,6 +219,9 @@ def _test(field: str, value: str, entries: Sequence[Entry]) -> Test | None:
     if field in NUMBER_FIELDS:
         return _number_test(field, value, entries)
     if field in ("fn", "ln", "em", "sip"):
+        # Folded first: a full-width star is a star, a lone accent is nothing at all.
+        if not fold(value).replace("*", "").strip():
+            return None
         return _text_test(field, value)
     return _nobody  # an address: we know none
 
@@ -363,7 +366,10 @@ def _spellings(
             spellings.add(trunk + first[len(code) :])
         elif not international and first.startswith(trunk):
             spellings.add(code + first[len(trunk) :])
-    return [tuple(p for p in (spelling, *parts[1:]) if p) for spelling in sorted(spellings)]
+    # `00` alone (the international prefix, nothing after it yet) is no number: it
+    # matches nobody rather than, as an empty pattern, everybody.
+    found = [tuple(p for p in (spelling, *parts[1:]) if p) for spelling in sorted(spellings)]
+    return [spelling for spelling in found if spelling]
 
 
 FORMAT = GigasetDirectory()
