@@ -166,25 +166,30 @@ class Composer:
     ) -> list[tuple[Entry, Origin, bool]]:
         """(entry, origin, listed): `listed` is False for what the document's category
         filters or `require_number` leave out."""
-        listed: dict[str, tuple[Entry, Origin, bool]] = {}
+        listed: dict[str, tuple[Entry, Origin, tuple[str, ...]]] = {}
+        default = state.config.category or ""
         for contact in sorted(state.contacts.values(), key=lambda c: c.href):
             entry = contact_to_entry(contact, state.config.category, numbers)
             if document.name_format is not None:
                 name = formatted_name(document.name_format, contact, entry.display_name)
                 entry = replace(entry, display_name=carriable(name))
             # VIP and DND are categories upstream (vCard CATEGORIES) kept as flags here.
-            categories = (contact.categories or (state.config.category or "",)) + (
+            categories = (contact.categories or (default,)) + (
                 ("vip",) * contact.vip + ("dnd",) * contact.dnd
             )
-            wanted = admitted(categories, document.include_categories, document.exclude_categories)
-            listed.setdefault(
-                entry.entry_id, (entry, Origin(state.name, contact.href, contact.etag), wanted)
-            )
+            origin = Origin(state.name, contact.href, contact.etag)
+            listed.setdefault(entry.entry_id, (entry, origin, categories))
         if self.outbox is not None:
-            _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name, document)
+            _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name, default)
+        include, exclude = document.include_categories, document.exclude_categories
         return [
-            (entry, origin, wanted and (diallable(entry) or not document.require_number))
-            for entry, origin, wanted in listed.values()
+            (
+                entry,
+                origin,
+                admitted(categories, include, exclude)
+                and (diallable(entry) or not document.require_number),
+            )
+            for entry, origin, categories in listed.values()
         ]
 
     def _compose(
@@ -266,27 +271,43 @@ class Composer:
 
 
 def _overlay(
-    listed: dict[str, tuple[Entry, Origin, bool]],
+    listed: dict[str, tuple[Entry, Origin, tuple[str, ...]]],
     pending: list[Item],
     source: str,
-    document: DocumentConfig,
+    default_category: str,
 ) -> None:
-    """Show changes not yet applied upstream as if they were, in the order they came. A
-    phone's entry shows one category and the VIP/DND flag: that is what the filters read."""
+    """Show changes not yet applied upstream as if they were, in the order they came,
+    each with the categories its contact will have once applied (what the filters read)."""
     for item in pending:
         if item.kind in ("create", "update") and item.after is not None:
-            if item.kind == "update" and item.entry_id not in listed:
-                continue
-            shown = (item.after.get("category"), item.after.get(FLAG_FIELD))
-            wanted = admitted(
-                tuple(value for value in shown if isinstance(value, str) and value),
-                document.include_categories,
-                document.exclude_categories,
-            )
-            origin = listed[item.entry_id][1] if item.kind == "update" else Origin(source, "")
-            listed[item.entry_id] = (item.after, origin, wanted)
+            if item.kind == "update":
+                if item.entry_id not in listed:
+                    continue
+                _, origin, categories = listed[item.entry_id]
+            else:
+                origin, categories = Origin(source, ""), (default_category,)
+            categories = edited_categories(categories, item.before, item.after)
+            listed[item.entry_id] = (item.after, origin, categories)
         elif item.kind == "delete":
             listed.pop(item.entry_id, None)
+
+
+def edited_categories(
+    categories: tuple[str, ...], before: Entry | None, after: Entry
+) -> tuple[str, ...]:
+    """A contact's categories once a phone's edit is applied, as write-back applies it:
+    the category the phone showed replaced by the one it sent; the VIP/DND flag as sent."""
+    old = str(before.get("category") or "") if before is not None else ""
+    new = str(after.get("category") or "")
+    kept = [c for c in categories if c.casefold() not in ("vip", "dnd")]
+    if old.casefold() != new.casefold():
+        kept = [c for c in kept if not old or c.casefold() != old.casefold()]
+        if new:
+            kept.append(new)
+    flag = after.get(FLAG_FIELD)
+    if isinstance(flag, str) and flag.casefold() in ("vip", "dnd"):
+        kept.append(flag.casefold())
+    return tuple(kept)
 
 
 def dedupe_keys(entry: Entry, by: Sequence[str]) -> set[str]:

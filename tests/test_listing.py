@@ -11,11 +11,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
+from gateway import keys
 from gateway.app import create_app
+from gateway.compose import edited_categories
 from gateway.config import ConfigError
+from gateway.connector import Unavailable
 from gateway.entry import Entry
 from gateway.listing import admitted, formatted_name, ordered, template_error
-from gateway.model import Contact
+from gateway.model import Contact, UserRef
+from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory
 from tests.format_contract import USER, card
 
@@ -140,3 +144,73 @@ def test_bad_keys_are_config_errors_naming_the_key(
     with pytest.raises(ConfigError) as caught:
         make_config(document=line)
     assert said in str(caught.value)
+
+
+LOBBY = """
+[documents.lobby]
+name = "lobby.xml"
+sources = ["demo"]
+formats = ["counterpath", "yealink"]
+default_region = "DE"
+exclude_categories = ["private"]
+include_categories = ["work", "customers"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("categories", "name"),
+    [("work,private", "Secret Private"), ("friends,customers", "Kim Customer")],
+)
+async def test_a_pending_edit_is_filtered_by_its_contacts_categories(
+    aiohttp_client: ClientFactory,
+    make_config: ConfigFactory,
+    contacts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    categories: str,
+    name: str,
+) -> None:
+    """While a phone's edit waits for its upstream, another document's filters read the
+    categories the contact has (all of them), not only the one the phone showed."""
+    (contacts_dir / "x.vcf").write_text(
+        card("x", name, ("WORK", "+49 30 1234567"), extra=f"CATEGORIES:{categories}\r\n"),
+        encoding="utf-8",
+    )
+    client = await aiohttp_client(create_app(make_config(extra=LOBBY)))
+    engine = client.app[keys.ENGINE]
+
+    async def down(*args: object, **kwargs: object) -> object:
+        raise Unavailable("upstream down for a moment")
+
+    lobby = "/phonebook/yealink/users/sip:bob@example.com/lobby"
+    shown_before = name in listed(await (await client.get(lobby)).read())
+    monkeypatch.setattr(engine.sources.state("demo", UserRef("")).connector, "update", down)
+    response = await client.get(XCAP)
+    entries = counterpath.parse(await response.read())
+    sent = [
+        Entry(e.entry_id, e.display_name, {**e.fields, "comment": "call back"})
+        if e.display_name == name
+        else e
+        for e in entries
+    ]
+    put = await client.put(XCAP, data=counterpath.render(sent))
+    assert put.status == 200
+    assert engine.outbox.users_waiting()  # the edit is pending
+    assert (name in listed(await (await client.get(lobby)).read())) == shown_before
+    lookup = await client.get(
+        "/phonebook/lookup/users/sip:bob@example.com/lobby", params={"number": "030 1234567"}
+    )
+    assert (lookup.status == 200) == shown_before
+
+
+def test_edited_categories_replace_the_shown_one_and_keep_the_rest() -> None:
+    before = Entry("x", "X", {"category": "work"})
+    assert edited_categories(
+        ("work", "private"), before, Entry("x", "X", {"category": "work"})
+    ) == (
+        "work",
+        "private",
+    )
+    moved = edited_categories(("work", "private"), before, Entry("x", "X", {"category": "friend"}))
+    assert moved == ("private", "friend")
+    flagged = Entry("x", "X", {"category": "work", "category#1": "vip"})
+    assert edited_categories(("work", "dnd"), before, flagged) == ("work", "vip")
