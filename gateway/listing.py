@@ -28,7 +28,9 @@ SORT_ORDERS = ("display", "surname", "given")
 #: The kinds of number a phone can dial.
 DIALLABLE = ("business_number", "mobile_number", "home_number", "sip_address")
 #: Left at the ends of a filled template when a part was empty ("Doe, " -> "Doe").
-_DANGLING = " ,;:-/|·–—()[]"
+_DANGLING = " ,;:-/|·–—"
+#: Brackets around an empty field ("Jane Doe ()" -> "Jane Doe").
+_EMPTY_BRACKETS = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}|<\s*>")
 _SPACES = re.compile(r"\s+")
 
 
@@ -55,7 +57,8 @@ def formatted_name(template: str, contact: Contact, fallback: str) -> str:
     """The template filled from `contact`; `fallback` (the default display name) when the
     fields it names are all empty."""
     values = {name: read(contact).strip() for name, read in TEMPLATE_FIELDS.items()}
-    text = _SPACES.sub(" ", template.format_map(values)).strip(_DANGLING)
+    text = _EMPTY_BRACKETS.sub("", template.format_map(values))
+    text = _SPACES.sub(" ", text).strip(_DANGLING)
     # Separators left between two empty fields ("Doe, , Acme" stays readable enough, but
     # ", " alone is no name).
     return text if any(c.isalnum() for c in text) else fallback

@@ -63,7 +63,9 @@ async def lookup_answer(
         return web.json_response({"error": "no contact has this number"}, status=404)
     entry = match.entry
     if text:
-        return web.Response(text=entry.display_name, content_type=_TEXT)
+        # One line: a PBX puts this into a SIP header (a newline in a card's FN must not
+        # become a header of its own).
+        return web.Response(text=" ".join(entry.display_name.split()), content_type=_TEXT)
     company = entry.get("company")
     answer = {
         "name": entry.display_name,

@@ -3,6 +3,7 @@ prefix; and what a number a phone typed in is stored as. Uses Google's phonenumb
 
 from __future__ import annotations
 
+import functools
 import re
 from functools import lru_cache
 from typing import Literal
@@ -31,12 +32,13 @@ class NumberFormat:
         return number if self.style == "as-stored" else self.shown(number)
 
     def _parse(self, number: str) -> phonenumbers.PhoneNumber | None:
-        try:
-            parsed = phonenumbers.parse(number, self.region)
-        except NumberParseException:
+        parsed = self._read(number)
+        # Short internal extensions parse as "possible" numbers; only valid ones are
+        # reformatted, and where national numbers begin with a trunk prefix, only those
+        # written with it (or a country code): `1640` is an extension, not `+49 1640`.
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
             return None
-        # Short internal extensions parse as "possible" numbers; only valid ones are reformatted.
-        return parsed if phonenumbers.is_valid_number(parsed) else None
+        return parsed if self._explicit(number, parsed) or not self._trunk_required else None
 
     def _shown(self, number: str) -> str:
         parsed = self._parse(number)
@@ -77,12 +79,9 @@ class NumberFormat:
         for reading, candidate in parsed:
             # Written with a country code or trunk prefix, a possible length will do (cheap:
             # no validation against the numbering plan); otherwise it must be valid.
-            explicit = (
-                candidate.country_code_source != CountryCodeSource.FROM_DEFAULT_COUNTRY
-                or self._trunk_prefixed(reading)
-            )
+            explicit = self._explicit(reading, candidate)
             if (explicit and phonenumbers.is_possible_number(candidate)) or (
-                phonenumbers.is_valid_number(candidate)
+                (explicit or not self._trunk_required) and phonenumbers.is_valid_number(candidate)
             ):
                 return (
                     phonenumbers.format_number(candidate, PhoneNumberFormat.E164),
@@ -95,6 +94,22 @@ class NumberFormat:
             return phonenumbers.parse(text, self.region, keep_raw_input=True)
         except NumberParseException:
             return None
+
+    def _explicit(self, text: str, parsed: phonenumbers.PhoneNumber) -> bool:
+        """Written with a country code, an international prefix or the trunk prefix."""
+        return (
+            parsed.country_code_source != CountryCodeSource.FROM_DEFAULT_COUNTRY
+            or self._trunk_prefixed(text)
+        )
+
+    @functools.cached_property
+    def _trunk_required(self) -> bool:
+        """National numbers of the region are dialled with a trunk prefix (`0` in most of
+        Europe), so one without it is local or internal. Not so in the NANP, where the
+        `1` is optional (`212 555 0100` is a national number)."""
+        metadata = PhoneMetadata.metadata_for_region(self.region or "")
+        trunk = metadata.national_prefix if metadata is not None else None
+        return bool(trunk) and trunk != "1"
 
     def _trunk_prefixed(self, text: str) -> bool:
         metadata = PhoneMetadata.metadata_for_region(self.region or "")

@@ -7,8 +7,8 @@ contact of the document before the cap.
   string; a run of digits is found with `str.find` (C speed) and mapped to its entry.
 - Numbers for lookup: E.164 form -> entry, raw digits -> entry (internal extensions and
   codes, which never get a country code), national significant number -> entry (a caller
-  ID without its trunk prefix; only the whole national number matches, never a shorter
-  suffix).
+  ID without its trunk prefix; only the whole national number matches, never a suffix
+  of it nor a longer number ending in it).
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ class SearchIndex:
         for run in digit_runs:
             self._starts.append(position)
             position += len(run) + 1
-        self._national_lengths = sorted({len(key) for key in self._by_national}, reverse=True)
 
     def _add_numbers(self, rank: int, entry: Entry) -> str:
         """Index the entry's numbers for lookup; its digit forms for search."""
@@ -165,7 +164,7 @@ class SearchIndex:
     def lookup(self, number: str) -> Match | None:
         """The entry a caller's number belongs to: its E.164 form, else the same digits
         (an internal extension), else a national number without its trunk prefix. A
-        number that is a shorter suffix of a stored one matches nothing."""
+        suffix of a stored number matches nothing, nor does a longer number ending in one."""
         if len(number) > MAX_NUMBER:
             return None
         raw = dialled(number)
@@ -176,9 +175,9 @@ class SearchIndex:
             found = self._by_e164.get(e164)
         found = found or self._by_raw.get(raw)
         if found is None and not e164 and raw.isdigit():
-            for length in self._national_lengths:
-                if length <= len(raw) and (found := self._by_national.get(raw[-length:])):
-                    break
+            # A national number without its trunk prefix (`301234567`): the whole of it,
+            # never the end of a longer number (`12015550123` is not `201 5550123`).
+            found = self._by_national.get(raw)
         if found is None:
             return None
         rank, shown, kind = found

@@ -214,3 +214,12 @@ def test_edited_categories_replace_the_shown_one_and_keep_the_rest() -> None:
     assert moved == ("private", "friend")
     flagged = Entry("x", "X", {"category": "work", "category#1": "vip"})
     assert edited_categories(("work", "dnd"), before, flagged) == ("work", "vip")
+
+
+def test_brackets_in_a_template_are_kept_and_empty_ones_dropped() -> None:
+    jane = Contact(uid="j", display_name="Jane Doe", given_name="Jane", surname="Doe")
+    acme = Contact(uid="a", display_name="Jane Doe", surname="Doe", company="Acme")
+    assert formatted_name("{display} ({company})", acme, "x") == "Jane Doe (Acme)"
+    assert formatted_name("{display} ({company})", jane, "x") == "Jane Doe"
+    assert formatted_name("[{company}] {surname}", acme, "x") == "[Acme] Doe"
+    assert formatted_name("{surname}, {given} (Sales)", jane, "x") == "Doe, Jane (Sales)"

@@ -168,3 +168,38 @@ def test_a_search_without_a_limit_gives_at_most_a_page_of_max_limit() -> None:
     page = select(many, Query(q="anna"))
     assert len(page.entries) == MAX_LIMIT and page.total == 1500 and page.more
     assert len(select(many, Query()).entries) == 1500  # the list itself is the document's
+
+
+def test_a_longer_number_ending_in_a_stored_one_is_no_match() -> None:
+    essen = person("Essen Contact", business_number=("+49 201 5550123",))
+    index = SearchIndex([essen], NumberFormat("as-stored", "DE"))
+    assert index.lookup("2015550123") is not None  # the national number itself
+    assert index.lookup("12015550123") is None  # +1 201-555-0123 without its +
+    assert index.lookup("98765432012015550123") is None
+
+
+@pytest.mark.parametrize(("region", "extension"), [("DE", "1640"), ("AT", "12000"), ("FR", "4711")])
+def test_an_extension_never_gets_a_country_code_nor_is_shown_with_one(
+    region: str, extension: str
+) -> None:
+    numbers = NumberFormat("e164", region)
+    assert numbers.e164(extension) is None
+    assert numbers(extension) == extension  # what the phone dials stays the extension
+    reception = person("Reception", business_number=(extension,))
+    index = SearchIndex([reception], numbers)
+    found = index.lookup(extension)
+    assert found is not None and found.entry is reception
+
+
+async def test_a_name_with_a_newline_is_one_line_in_text(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    (contacts_dir / "m.vcf").write_text(
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:m\r\nFN:Mallory\\nP-Asserted-Identity: x\r\n"
+        "TEL;TYPE=WORK:+49 30 5550777\r\nEND:VCARD\r\n",
+        encoding="utf-8",
+    )
+    client = await aiohttp_client(create_app(make_config(document='default_region = "DE"')))
+    text = await client.get(LOOKUP, params={"number": "030 5550777", "format": "text"})
+    assert text.status == 200 and "\n" not in await text.text()
+    assert (await text.text()).startswith("Mallory")
