@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,6 +27,11 @@ from gateway.xcap.uri import XcapPath
 
 METHODS = ("GET", "HEAD", "POST")
 RETRY_AFTER = 30
+#: A host name or address, with a port: what may go into a link on a page.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?"
+)
 #: Renderings of the whole list kept per (format, composition version): phones polling
 #: the same book get the same bytes without rendering them again.
 CACHED_RENDERINGS = 256
@@ -61,12 +67,18 @@ def query_of(request: web.Request, fmt: Format) -> Query:
 
 
 def _own_url(request: web.Request) -> str:
-    """The URL the phone asked for, without its query: scheme and host as it sent them
-    (Cisco's phones want absolute URLs in soft keys), else just the path."""
-    try:
-        return str(request.url.with_query(None))
-    except ValueError:  # a Host header yarl cannot build a URL from
-        return str(request.rel_url.with_query(None))
+    """The URL the phone asked for, without its query: an absolute URL (Cisco's phones
+    want them in soft keys) from the `Host` it sent and the scheme (`X-Forwarded-Proto`
+    from a TLS-terminating proxy), or just the path when the Host is no host name. Either
+    goes only into this requester's own page (cached pages are kept per URL)."""
+    path = request.rel_url.with_query(None).raw_path
+    host = request.headers.get("Host", "")
+    if not _HOST.fullmatch(host):
+        return path
+    scheme = request.headers.get("X-Forwarded-Proto", "").strip().lower()
+    if scheme not in ("http", "https"):
+        scheme = request.scheme
+    return f"{scheme}://{host}{path}"
 
 
 def _number(value: str | None, name: str, low: int, high: int) -> int | None:

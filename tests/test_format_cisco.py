@@ -350,3 +350,27 @@ async def test_each_user_gets_links_to_their_own_book(people: Client) -> None:
     await fetch(people, URL_)  # alice's first page, now cached
     bob = read_page(await fetch(people, "/phonebook/cisco/users/sip:bob@example.com/tbook"))
     assert bob.next is not None and "bob@example.com" in bob.next
+
+
+@pytest.mark.parametrize(
+    ("host", "start"),
+    [
+        ("gw.example.com:8080", "http://gw.example.com:8080/phonebook/"),
+        ("[::1]:80", "http://[::1]:80/phonebook/"),
+        ("evil.example/x?y=", "/phonebook/"),
+        ("a b", "/phonebook/"),
+        ("", "/phonebook/"),
+    ],
+)
+async def test_links_are_absolute_only_for_a_host_name(
+    people: Client, host: str, start: str
+) -> None:
+    response = await people.get(URL_, headers={"Host": host})
+    page = read_page(await response.read())
+    assert page.next is not None and page.next.startswith(start), page.next
+
+
+async def test_links_take_the_scheme_a_tls_proxy_names(people: Client) -> None:
+    headers = {"Host": "gw.example.com", "X-Forwarded-Proto": "https"}
+    page = read_page(await (await people.get(URL_, headers=headers)).read())
+    assert page.next is not None and page.next.startswith("https://gw.example.com/phonebook/")
