@@ -145,3 +145,13 @@ async def test_a_given_name_alone_is_not_repeated_as_the_surname(
     ]
     assert solo.findtext("fn") == "Solo"
     assert not solo.findtext("ln")
+
+
+def test_ct_is_digits_or_a_sip_address() -> None:
+    from gateway.formats.polycom import dial_string
+
+    assert dial_string("business_number", "+49 (30) 1234-5") == "+493012345"
+    assert dial_string("business_number", "＋４９ ３０ １２") == "+493012"  # full-width
+    assert dial_string("business_number", "٠٣٠١٢٣") == "030123"  # Arabic-Indic digits
+    assert dial_string("business_number", "ext12") == ""  # left out: nothing to dial
+    assert dial_string("sip_address", "sip:anna@example.com") == "sip:anna@example.com"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,9 +55,18 @@ class LinePage:
 
 def dialable_number(kind: str, number: str) -> str:
     """`number` without separators when it is digits, `*`, `#` and a leading `+` of at most
-    32 characters; "" for anything else (SIP addresses included)."""
-    cleaned = without_separators(number)
+    32 characters; "" for anything else (SIP addresses included). Digits of other scripts
+    (full-width `４`, Arabic-Indic `٤`) are read as the digits they are: a keypad has only
+    ASCII ones."""
+    cleaned = without_separators(ascii_digits(number))
     return cleaned if _DIALABLE.fullmatch(cleaned) and len(cleaned) <= MAX_NUMBER else ""
+
+
+def ascii_digits(text: str) -> str:
+    """`text` with full-width forms folded (NFKC: `＋４９` -> `+49`) and every decimal digit
+    written in ASCII."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in folded)
 
 
 def line_name(name: str, suffix: str, cap: int | None) -> str:

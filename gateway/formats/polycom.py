@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 
 from lxml import etree
 
-from gateway.entry import Entry, number_key, without_separators
+from gateway.entry import Entry, number_key
 from gateway.formats import XML_TYPE, Query
+from gateway.formats.lines import dialable_number
 from gateway.formats.search import matching
 from gateway.formats.xmlout import child, document, first_last, numbers
 from gateway.xcap.xml import xml_text
@@ -44,9 +45,10 @@ def cut(text: str, limit: int = MAX_FIELD_BYTES) -> str:
 
 
 def dial_string(kind: str, number: str) -> str:
-    """What goes into `ct`: a SIP address as it is, a phone number without spaces,
-    dashes, dots, slashes and brackets."""
-    return number if kind == "sip_address" else without_separators(number)
+    """What goes into `ct`: a SIP address as it is, a phone number as digits (`*`, `#`
+    and a leading `+` too) without spaces, dashes, dots, slashes and brackets; "" for a
+    number the phone cannot dial (`ext12`), which is left out."""
+    return number if kind == "sip_address" else dialable_number(kind, number)
 
 
 def _items(entries: Sequence[Entry], query: Query) -> Iterator[tuple[str, str, str, str]]:

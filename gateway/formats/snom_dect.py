@@ -27,6 +27,7 @@ from lxml import etree
 
 from gateway.entry import Entry, without_separators
 from gateway.formats import XML_TYPE, Query
+from gateway.formats.lines import ascii_digits
 from gateway.formats.search import matching
 from gateway.formats.xmlout import child, document
 
@@ -43,7 +44,7 @@ _DIALABLE = re.compile(r"\+?[0-9]+")
 def dect_number(number: str) -> str:
     """`number` as the base takes it (digits and a leading `+`, at most 21 characters),
     or "" when it cannot be written so."""
-    cleaned = without_separators(number)
+    cleaned = without_separators(ascii_digits(number))
     return cleaned if _DIALABLE.fullmatch(cleaned) and len(cleaned) <= MAX_NUMBER else ""
 
 
