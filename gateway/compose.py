@@ -142,14 +142,15 @@ class Composer:
         if cached is not None and cached.inputs == inputs:
             self._cache[cache_key] = cached  # now the most recently used
             return cached
-        rendered = self._compose(key, document, states, inputs, user)
+        previous = cached.directory if cached is not None else None
+        rendered = self._compose(key, document, states, inputs, user, previous)
         if not any(state.evicted for state in states):  # else the user is gone: keep none
             self._cache[cache_key] = rendered
             self._bound()
         if len(rendered.directory.everyone) >= PREBUILT_INDEX:
             # A big book's index takes seconds: build it now, off the event loop, rather
-            # than when the first phone searches.
-            asyncio.get_running_loop().run_in_executor(None, rendered.directory.search_index)
+            # than when the first phone searches (the previous one answers meanwhile).
+            asyncio.get_running_loop().run_in_executor(None, rendered.directory.build_ahead())
         return rendered
 
     def _bound(self) -> None:
@@ -199,6 +200,7 @@ class Composer:
         states: list[SourceState],
         inputs: tuple[tuple[int, int], ...],
         user: UserRef,
+        previous: Directory | None = None,
     ) -> Rendered:
         entries: dict[str, Entry] = {}
         origins: dict[str, Origin] = {}
@@ -266,7 +268,7 @@ class Composer:
             inputs,
             numbers,
             hidden,
-            Directory(list(entries.values()), everyone, numbers),
+            Directory(list(entries.values()), everyone, numbers, previous),
         )
 
 

@@ -5,7 +5,7 @@ index built the first time one is asked for and kept with the composition."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import overload
 
 from gateway.entry import Entry
@@ -15,13 +15,22 @@ from gateway.search_index import Match, SearchIndex
 
 class Directory(Sequence[Entry]):
     def __init__(
-        self, listed: Sequence[Entry], everyone: Sequence[Entry], numbers: NumberFormat
+        self,
+        listed: Sequence[Entry],
+        everyone: Sequence[Entry],
+        numbers: NumberFormat,
+        previous: Directory | None = None,
     ) -> None:
         self._listed = listed
         self._everyone = everyone
         self._numbers = numbers
         self._index: SearchIndex | None = None
         self._building = threading.Lock()
+        #: The index of the composition before this one, answering while this one's is
+        #: built ahead (`build_ahead`): a big book's takes seconds, and a PBX's lookup
+        #: must not wait for it. One generation only: it holds no stand-in of its own.
+        self._stand_in = previous._index if previous is not None else None
+        self._ahead = False
 
     @overload
     def __getitem__(self, index: int) -> Entry: ...
@@ -47,13 +56,36 @@ class Directory(Sequence[Entry]):
     def indexed(self) -> bool:
         return self._index is not None
 
+    def build_ahead(self) -> Callable[[], None]:
+        """From now on, until the index is built, searches and lookups read the previous
+        composition's index (if it had one); the function returned builds it (run it in
+        a worker thread)."""
+        self._ahead = True
+
+        def build() -> None:
+            try:
+                self._build()
+            finally:
+                self._ahead = False
+
+        return build
+
     def search_index(self) -> SearchIndex:
-        """The index, built once (by whichever caller comes first; the others wait)."""
-        if self._index is None:
-            with self._building:
-                if self._index is None:
-                    self._index = SearchIndex(self._everyone, self._numbers)
-        return self._index
+        """The index, built once (by whichever caller comes first; the others wait, or
+        while it is built ahead, read the previous composition's)."""
+        if self._index is not None:
+            return self._index
+        stand_in = self._stand_in
+        if self._ahead and stand_in is not None:
+            return stand_in
+        return self._build()
+
+    def _build(self) -> SearchIndex:
+        with self._building:
+            if self._index is None:
+                self._index = SearchIndex(self._everyone, self._numbers)
+                self._stand_in = None  # the old one can go
+            return self._index
 
     def search(self, term: str) -> Sequence[Entry]:
         return self.search_index().search(term)

@@ -26,7 +26,7 @@ class NumberFormat:
         self.region = region.upper() if region else None
         self.prefix = prefix
         self.shown = lru_cache(maxsize=65536)(self._shown)
-        self._matchable_cached = lru_cache(maxsize=262144)(self._matchable_uncached)
+        self._matchable_cached = lru_cache(maxsize=131072)(self._matchable_uncached)
 
     def __call__(self, number: str) -> str:
         return number if self.style == "as-stored" else self.shown(number)

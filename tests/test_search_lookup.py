@@ -203,3 +203,24 @@ async def test_a_name_with_a_newline_is_one_line_in_text(
     text = await client.get(LOOKUP, params={"number": "030 5550777", "format": "text"})
     assert text.status == 200 and "\n" not in await text.text()
     assert (await text.text()).startswith("Mallory")
+
+
+def test_while_a_new_index_is_built_ahead_the_previous_one_answers() -> None:
+    from gateway.directory import Directory
+
+    numbers = NumberFormat("as-stored", "DE")
+    old = Directory(BOOK, BOOK, numbers)
+    assert old.lookup("1234") is not None  # builds the old index
+    renamed = [person("Front Desk", business_number=("1234",)), *BOOK[:2]]
+    new = Directory(renamed, renamed, numbers, previous=old)
+    build = new.build_ahead()
+    stand_in = new.lookup("1234")
+    assert stand_in is not None and stand_in.entry.display_name == "Reception"  # old data
+    assert not new.indexed
+    build()
+    fresh = new.lookup("1234")
+    assert fresh is not None and fresh.entry.display_name == "Front Desk"
+    # Without a build ahead, a new composition never answers from the old one.
+    direct = Directory(renamed, renamed, numbers, previous=old)
+    found = direct.lookup("1234")
+    assert found is not None and found.entry.display_name == "Front Desk"
