@@ -49,5 +49,10 @@ bench-poll: $(BIN)/.installed test-servers
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
 	$(BIN)/python -m bench.poll
 
+bench-search: $(BIN)/.installed
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
+	$(BIN)/python -m bench.search
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
