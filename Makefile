@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config bench-ldap bench-carddav bench-poll clean
+.PHONY: run test test-servers lint check-config bench-ldap bench-carddav bench-poll bench-search clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,20 @@ test-servers:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
 	fi
 
-test: $(BIN)/.installed test-servers lint
+# PyICU (sort_locale's collations) builds against Debian's libicu-dev with pkg-config and
+# g++, installed when missing (as root); pip keeps the built wheel for the next venv.
+ICU_BUILD_PACKAGES := libicu-dev pkg-config g++
+$(BIN)/.icu: $(BIN)/.installed
+	@if ! pkg-config --exists icu-i18n 2>/dev/null || ! command -v g++ >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing $(ICU_BUILD_PACKAGES)"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ICU_BUILD_PACKAGES) >/dev/null; \
+	    fi; \
+	fi
+	$(BIN)/pip install --quiet -e '.[icu]'
+	touch $@
+
+test: $(BIN)/.installed $(BIN)/.icu test-servers lint
 	$(BIN)/pytest -q
 
 bench-ldap: $(BIN)/.installed test-servers

@@ -72,7 +72,7 @@ def etag_of(body: bytes) -> str:
 
 def render_entries(entries: Mapping[str, Entry], document: DocumentConfig) -> bytes:
     """The XCAP document's bytes for `entries`, in the document's order."""
-    return xcap_format().render(ordered(entries, document.sort), Query())
+    return xcap_format().render(ordered(entries, document.sort, document.sort_locale), Query())
 
 
 def xcap_format() -> Format:
@@ -247,8 +247,9 @@ class Composer:
                 max_entries=document.max_entries,
             )
         # In the order every format lists them: sorted once here, not per request.
-        entries = {entry.entry_id: entry for entry in ordered(entries, document.sort)}
-        everyone = ordered({**capped, **entries}, document.sort)
+        order = (document.sort, document.sort_locale)
+        entries = {entry.entry_id: entry for entry in ordered(entries, *order)}
+        everyone = ordered({**capped, **entries}, *order)
         body = xcap_format().render(list(entries.values()), Query())
         event(
             "document_rendered",

@@ -37,7 +37,7 @@ from gateway.connector import (
     templated_settings,
 )
 from gateway.formats import UnknownFormat, load_format
-from gateway.listing import template_error
+from gateway.listing import locale_error, template_error
 from gateway.model import is_one_name, normalize_domain
 from gateway.numbers import NumberFormat
 
@@ -246,6 +246,9 @@ class DocumentConfig(_Strict):
     #: and surname, else company.
     name_format: str | None = None
     sort: Literal["display", "surname", "given"] = "display"
+    #: The language whose collation orders the list ("sv", "de_DE@collation=phonebook");
+    #: needs PyICU. Empty: the CLDR root order.
+    sort_locale: str = ""
     #: Empty: every category; else only contacts in one of these (case ignored).
     include_categories: list[str] = []
     exclude_categories: list[str] = []
@@ -279,6 +282,13 @@ class DocumentConfig(_Strict):
     @classmethod
     def _name_format(cls, value: str | None) -> str | None:
         if value is not None and (problem := template_error(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("sort_locale")
+    @classmethod
+    def _sort_locale(cls, value: str) -> str:
+        if value and (problem := locale_error(value)):
             raise ValueError(problem)
         return value
 

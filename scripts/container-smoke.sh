@@ -63,4 +63,7 @@ echo "entries=$count put=$status $title user=$user"
 health=$(podman healthcheck run "$name" 2>/dev/null || echo unhealthy)
 [ -z "$health" ] && health=healthy
 echo "healthcheck: $health"
+# sort_locale's collator (Debian's PyICU through the venv's system site packages).
+swedish=$(podman exec "$name" python3 -c 'from gateway.listing import locale_error, ordered; from gateway.entry import Entry; print(locale_error("sv"), [e.display_name for e in ordered([Entry(n, n) for n in ("Zorn", "Åsa")], locale="sv")])')
+echo "sort_locale: $swedish"
 [ "$count" -ge 25 ] && [ "$health" = healthy ] && [ "$status" = 200 ] && [ "$title" = "TITLE:Head of Purchasing" ] && [ "$user" = xcap ]

@@ -33,6 +33,7 @@ def test_the_image_builds_serves_and_takes_an_edit() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "put=200 TITLE:Head of Purchasing user=xcap" in result.stdout
     assert "healthcheck: healthy" in result.stdout
+    assert "sort_locale: None ['Zorn', 'Åsa']" in result.stdout
 
 
 def test_the_dockerfile_passes_hadolint() -> None:

@@ -427,4 +427,3 @@ async def test_the_international_prefix_alone_matches_nobody(
     for number in ("00", "+00", "0"):
         root = await ask(client, get_list(hm=number))
         assert root.get("total") == "0", number
-

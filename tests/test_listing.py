@@ -223,3 +223,34 @@ def test_brackets_in_a_template_are_kept_and_empty_ones_dropped() -> None:
     assert formatted_name("{display} ({company})", jane, "x") == "Jane Doe"
     assert formatted_name("[{company}] {surname}", acme, "x") == "[Acme] Doe"
     assert formatted_name("{surname}, {given} (Sales)", jane, "x") == "Doe, Jane (Sales)"
+
+
+def test_a_sort_locale_orders_as_its_language_does() -> None:
+    names = [Entry(n, n) for n in ("Zorn", "Åsa", "Arne", "Öberg", "Ärger")]
+    assert [e.display_name for e in ordered(names)] == ["Ärger", "Arne", "Åsa", "Öberg", "Zorn"]
+    swedish = [e.display_name for e in ordered(names, locale="sv")]
+    assert swedish == ["Arne", "Zorn", "Åsa", "Ärger", "Öberg"]
+    german = [Entry(n, n) for n in ("Muller", "Müller", "Mueller", "Mzz")]
+    phonebook = ordered(german, locale="de_DE@collation=phonebook")
+    assert [e.display_name for e in phonebook] == ["Mueller", "Müller", "Muller", "Mzz"]
+
+
+async def test_a_sort_locale_orders_every_format(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    for name in ("Zorn", "Åsa", "Arne"):
+        (contacts_dir / f"{name}.vcf").write_text(
+            card(name, name, ("WORK", f"+49 30 {len(name)}{ord(name[0])}")), encoding="utf-8"
+        )
+    client = await serve(aiohttp_client, make_config, contacts_dir, 'sort_locale = "sv"')
+    names = [
+        n for n in xcap_names(await (await client.get(XCAP)).read()) if n in ("Zorn", "Åsa", "Arne")
+    ]
+    assert names == ["Arne", "Zorn", "Åsa"]
+
+
+@pytest.mark.parametrize("locale", ["xx", "no such thing", "@@"])
+def test_an_unknown_sort_locale_is_a_config_error(make_config: ConfigFactory, locale: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_config(document=f'sort_locale = "{locale}"')
+    assert "sort_locale" in str(caught.value)
