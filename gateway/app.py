@@ -15,6 +15,7 @@ from gateway.auth.middleware import LOGIN, Authenticator
 from gateway.config import Config, ConfigError, load_config
 from gateway.connection_guard import SERVER_NAME
 from gateway.engine import Engine
+from gateway.formats.urls import phonebook_path
 from gateway.logs import event
 from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
 from gateway.xcap.uri import request_path
@@ -135,7 +136,12 @@ async def _request_log(request: web.Request, handler: Handler) -> web.StreamResp
 
 def _document_label(request: web.Request, engine: Engine) -> str:
     """The configured document key, the application usage, or "-" (bounded cardinality)."""
-    path = request_path(request, engine.config.server.xcap_root)
+    server = engine.config.server
+    if request.path.startswith(server.phonebook_root + "/"):
+        book = phonebook_path(request, server.phonebook_root)
+        document = book.document if book is not None and book.user else ""
+        return document if document in engine.config.documents else "-"
+    path = request_path(request, server.xcap_root)
     if path is None:
         return "-"
     found = engine.find_document(path.auid, path.document) if path.user else None

@@ -22,7 +22,7 @@ from gateway.connector import UnsafeTemplateValue
 from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
 from gateway.formats.urls import phonebook_path
 from gateway.lookup_views import LOOKUP, lookup_answer
-from gateway.xcap.http import representation
+from gateway.xcap.http import accepts_gzip, representation
 from gateway.xcap.uri import XcapPath
 
 METHODS = ("GET", "HEAD", "POST")
@@ -61,7 +61,8 @@ def query_of(request: web.Request, fmt: Format) -> Query:
         q="" if "q" in own else term,
         offset=0 if "offset" in own else _number(params.get("offset"), "offset", 0, 10**6) or 0,
         limit=None if "limit" in own else _number(params.get("limit"), "limit", 1, MAX_LIMIT),
-        url=_own_url(request),
+        # Only a format that links to itself needs the absolute URL (built per request).
+        url=_own_url(request) if getattr(fmt, "uses_url", False) else request.rel_url.path,
         params=own,
     )
 
@@ -120,8 +121,10 @@ async def phonebook_handler(request: web.Request) -> web.StreamResponse:
         rendering = await _cached(request.app, fmt, rendered, query)
     else:
         # Off the event loop: a search over a big book must not stall everyone's polls.
+        # Gzipped only when asked (once per answer, unlike the cached lists).
+        zipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
         try:
-            rendering = await asyncio.to_thread(_render, fmt, rendered, query)
+            rendering = await asyncio.to_thread(_render, fmt, rendered, query, zipped)
         except BadQuery as exc:  # a format's own parameters, read by the format
             raise web.HTTPBadRequest(text=f"{exc}\n") from exc
     return _answer(request, fmt, rendering)
@@ -141,10 +144,12 @@ async def composed(request: web.Request, path: XcapPath) -> Rendered:
         ) from exc
 
 
-def _render(fmt: Format, rendered: Rendered, query: Query) -> Rendering:
+def _render(fmt: Format, rendered: Rendered, query: Query, zipped: bool = True) -> Rendering:
     body = fmt.render(rendered.directory, query)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Rendering(body, gzip.compress(body, mtime=0), etag)
+    # The cached lists are compressed hard once; an answer to one search, quickly.
+    packed = gzip.compress(body, compresslevel=9 if query.plain else 6, mtime=0) if zipped else body
+    return Rendering(body, packed, etag)
 
 
 class Renderings(OrderedDict[tuple[str, str, str], Rendering]):

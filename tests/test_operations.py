@@ -46,6 +46,22 @@ async def test_metrics_count_requests_syncs_and_the_outbox(
     assert "xcap_conflicts_total" in text and "xcap_auth_failures_total 0.0" in text
 
 
+async def test_metrics_label_phonebook_and_lookup_requests_by_document(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory
+) -> None:
+    config = make_config(document='formats = ["counterpath", "yealink"]')
+    client = await aiohttp_client(create_app(config))
+    book = "/phonebook/yealink/users/sip:alice@example.com/tbook"
+    assert (await client.get(book)).status == 200
+    lookup = "/phonebook/lookup/users/sip:alice@example.com/tbook?number=999"
+    assert (await client.get(lookup)).status == 404
+    assert (await client.get("/phonebook/yealink/users/sip:alice@example.com/nope")).status == 404
+    text = await (await client.get("/metrics")).text()
+    assert 'xcap_requests_total{document="tbook",method="GET",status="200"} 1.0' in text
+    assert 'xcap_requests_total{document="tbook",method="GET",status="404"} 1.0' in text
+    assert 'xcap_requests_total{document="-",method="GET",status="404"} 1.0' in text
+
+
 def serve_config(tmp_path: Path, contacts_dir: Path, port: int, extra: str = "") -> Path:
     return write_config(
         tmp_path,

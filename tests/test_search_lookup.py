@@ -160,13 +160,14 @@ async def test_lookup_is_read_only_and_needs_a_document(capped: Client) -> None:
     assert (await capped.get(f"/phonebook/lookup/users/{USER}/nope?number=1")).status == 404
 
 
-def test_a_search_without_a_limit_gives_at_most_a_page_of_max_limit() -> None:
-    from gateway.formats import MAX_LIMIT, Query
-    from gateway.formats.search import select
+def test_a_search_without_a_limit_gives_at_most_a_search_page() -> None:
+    from gateway.formats import Query
+    from gateway.formats.search import SEARCH_PAGE, select
 
     many = [person(f"Anna {i:05}", business_number=(f"+49 30 {i:07}",)) for i in range(1500)]
     page = select(many, Query(q="anna"))
-    assert len(page.entries) == MAX_LIMIT and page.total == 1500 and page.more
+    assert len(page.entries) == SEARCH_PAGE and page.total == 1500 and page.more
+    assert len(select(many, Query(q="anna", limit=1000)).entries) == 1000
     assert len(select(many, Query()).entries) == 1500  # the list itself is the document's
 
 

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway.entry import Entry
-from gateway.formats import MAX_LIMIT, Query
+from gateway.formats import Query
 from gateway.text import fold, words_of
+
+#: The matches a search answers when it asks for no `limit`.
+SEARCH_PAGE = 200
 
 
 @runtime_checkable
@@ -40,7 +43,7 @@ class Page:
 
 def select(entries: Sequence[Entry], query: Query, page_size: int | None = None) -> Page:
     """The entries `query` asks for (`q`, then `offset` and `limit`; a search without a
-    `limit` gives at most MAX_LIMIT); a format with a page size of its own (Cisco's 32)
+    `limit` gives at most SEARCH_PAGE); a format with a page size of its own (Cisco's 32)
     passes it, and `limit` cannot exceed it."""
     found: Sequence[Entry] = entries
     if query.q:
@@ -49,9 +52,9 @@ def select(entries: Sequence[Entry], query: Query, page_size: int | None = None)
         )
     limit = query.limit
     if query.q and limit is None:
-        # A search of a big book may match most of it: a phone gets the first
-        # MAX_LIMIT matches (as many as one page may ask for), never the whole book.
-        limit = MAX_LIMIT
+        # A search of a big book may match most of it: a phone shows a screenful, and
+        # gets the first SEARCH_PAGE matches (the user types on to narrow it).
+        limit = SEARCH_PAGE
     if page_size is not None:
         limit = page_size if limit is None else min(limit, page_size)
     offset = min(query.offset, len(found))
