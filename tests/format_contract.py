@@ -136,6 +136,20 @@ class FormatContract:
         assert found and all("Jürgen" in name for name, _ in found)
         assert by_digits and all("Smith & <Sons>" in name for name, _ in by_digits)
 
+    async def test_the_cap_holds_and_search_looks_past_it(
+        self, aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+    ) -> None:
+        for name, text in AWKWARD.items():
+            (contacts_dir / name).write_text(text, encoding="utf-8")
+        config = make_config(document=f'formats = ["{self.format}"]\nmax_entries = 5')
+        client = await aiohttp_client(create_app(config))
+        listed = self.read(await (await client.get(self.url())).read())
+        # Cards are taken in file-name order up to the cap: zoe.martin.vcf is past it.
+        assert listed and not any("Zoë" in name for name, _ in listed)
+        found = self.read(await (await client.get(self.url(), params={"q": "zoe"})).read())
+        if self.searchable:
+            assert found and all("Zoë" in name for name, _ in found)
+
     async def test_a_page_holds_what_limit_asks(self, client: Client) -> None:
         everyone = self.read(await (await client.get(self.url())).read())
         one = self.read(await (await client.get(self.url(), params={"limit": "1"})).read())
