@@ -83,7 +83,7 @@ class Directory(Sequence[Entry]):
     def _build(self) -> SearchIndex:
         with self._building:
             if self._index is None:
-                self._index = SearchIndex(self._everyone, self._numbers)
+                self._index = SearchIndex(self._everyone, self._numbers, self._stand_in)
                 self._stand_in = None  # the old one can go
             return self._index
 

@@ -26,7 +26,9 @@ class NumberFormat:
         self.region = region.upper() if region else None
         self.prefix = prefix
         self.shown = lru_cache(maxsize=65536)(self._shown)
-        self._matchable_cached = lru_cache(maxsize=131072)(self._matchable_uncached)
+        #: A few numbers' readings (lookups ask for the same callers); the search index
+        #: keeps its own for all of a book's numbers.
+        self._matchable_cached = lru_cache(maxsize=4096)(self._matchable_uncached)
 
     def __call__(self, number: str) -> str:
         return number if self.style == "as-stored" else self.shown(number)
@@ -62,8 +64,7 @@ class NumberFormat:
         return found[0] if found else None
 
     def matchable(self, number: str) -> tuple[str, str] | None:
-        """(E.164 form, national significant number) of `number` (see e164); cached, as
-        every composition of a document reads the same numbers again."""
+        """(E.164 form, national significant number) of `number` (see e164), or None."""
         return self._matchable_cached(number)
 
     def _matchable_uncached(self, number: str) -> tuple[str, str] | None:

@@ -3,8 +3,8 @@ contact of the document before the cap.
 
 - Names: every word of the display name, company, given name and surname, folded (case and accents ignored),
   in one sorted list; a search word is a prefix, found by bisection.
-- Numbers for search: each entry's numbers as digits, raw and in E.164 form, in one
-  string; a run of digits is found with `str.find` (C speed) and mapped to its entry.
+- Numbers for search: each entry's numbers as digits (in E.164 form where they have one,
+  else as written), in one string; a run of digits is found with `str.find` (C speed) and mapped to its entry.
 - Numbers for lookup: E.164 form -> entry, raw digits -> entry (internal extensions and
   codes, which never get a country code), national significant number -> entry (a caller
   ID without its trunk prefix; only the whole national number matches, never a suffix
@@ -54,9 +54,18 @@ def _sip_user(address: str) -> str:
 
 
 class SearchIndex:
-    def __init__(self, entries: Sequence[Entry], numbers: NumberFormat) -> None:
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        numbers: NumberFormat,
+        previous: SearchIndex | None = None,
+    ) -> None:
         self.entries = entries
         self.numbers = numbers
+        #: Number -> its E.164 reading: parsing is most of a build's cost, and the next
+        #: composition of the book reads the same numbers again (taken from `previous`).
+        self.readings: dict[str, tuple[str, str] | None] = {}
+        known = previous.readings if previous is not None and previous.numbers is numbers else {}
         pairs: list[tuple[str, int]] = []
         digit_runs: list[str] = []
         self._by_e164: dict[str, tuple[int, str, str]] = {}
@@ -71,7 +80,7 @@ class SearchIndex:
                 if isinstance(value := entry.get(name), str)
             )
             pairs.extend((word, rank) for word in set(words_of(f"{entry.display_name} {text}")))
-            digit_runs.append(self._add_numbers(rank, entry))
+            digit_runs.append(self._add_numbers(rank, entry, known))
         pairs.sort()
         self._words = [word for word, _ in pairs]
         self._word_ranks = [rank for _, rank in pairs]
@@ -82,7 +91,9 @@ class SearchIndex:
             self._starts.append(position)
             position += len(run) + 1
 
-    def _add_numbers(self, rank: int, entry: Entry) -> str:
+    def _add_numbers(
+        self, rank: int, entry: Entry, known: dict[str, tuple[str, str] | None]
+    ) -> str:
         """Index the entry's numbers for lookup; its digit forms for search."""
         forms: list[str] = []
         for kind in NUMBER_KINDS:
@@ -93,12 +104,17 @@ class SearchIndex:
                     continue
                 found = (rank, shown, kind.removesuffix("_number").removesuffix("_address"))
                 self._by_raw.setdefault(raw, found)
-                forms.append(raw.lstrip("+"))
-                if matched := self.numbers.matchable(number):
+                matched = known[number] if number in known else self.numbers.matchable(number)
+                self.readings[number] = matched
+                if matched:
                     e164, national = matched
                     self._by_e164.setdefault(e164, found)
-                    forms.append(e164[1:])
                     self._by_national.setdefault(national, found)
+                    # The E.164 digits alone: a term typed nationally is searched in its
+                    # E.164 form too (`_digit_forms`), and the string scanned is half as long.
+                    forms.append(e164[1:])
+                else:
+                    forms.append(raw.lstrip("+"))
         return " ".join(forms)
 
     def search(self, term: str) -> list[Entry]:

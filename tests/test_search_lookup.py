@@ -225,3 +225,17 @@ def test_while_a_new_index_is_built_ahead_the_previous_one_answers() -> None:
     direct = Directory(renamed, renamed, numbers, previous=old)
     found = direct.lookup("1234")
     assert found is not None and found.entry.display_name == "Front Desk"
+
+
+def test_the_next_index_reuses_the_previous_numbers_readings() -> None:
+    from gateway.directory import Directory
+
+    numbers = NumberFormat("as-stored", "DE")
+    old = Directory(BOOK, BOOK, numbers)
+    old.search_index()
+    assert old.search_index().readings["0171 5550100"] == ("+491715550100", "1715550100")
+    new = Directory(BOOK, BOOK, numbers, previous=old)
+    assert new.search_index().readings == old.search_index().readings
+    other_region = Directory(BOOK, BOOK, NumberFormat("as-stored", "AT"), previous=old)
+    reading = other_region.search_index().readings["0171 5550100"]
+    assert reading is not None and reading[0].startswith("+43")  # not the old region's
