@@ -116,7 +116,7 @@ class Page:
     lines: list[tuple[str, str]]
     title: str
     prompt: str
-    keys: dict[str, str]  # soft key name -> URL
+    keys: dict[str, str]  # soft key name (Snom: its label) -> URL
 
     @property
     def next(self) -> str | None:
@@ -161,18 +161,21 @@ def read_page(body: bytes) -> Page:
     return Page(lines, title, prompt, keys)
 
 
-async def walk(client: Client, first: str) -> list[Page]:
-    """Every page from `first` on, through the Next keys; each Previous key is checked to
-    lead back to the page before."""
-    pages = [read_page(await fetch(client, first))]
+async def walk(
+    client: Client, first: str, read: Callable[[bytes], Page] | None = None
+) -> list[Page]:
+    """Every page from `first` on, through the Next keys (read by `read`, Cisco's by
+    default); each Previous key is checked to lead back to the page before."""
+    read = read or read_page
+    pages = [read(await fetch(client, first))]
     assert pages[0].previous is None
     while (following := pages[-1].next) is not None:
         assert len(pages) < 100, "Next never ends"
         assert len(pages[-1].lines) == len(pages[0].lines)  # only the last page is short
-        pages.append(read_page(await fetch(client, following)))
+        pages.append(read(await fetch(client, following)))
         back = pages[-1].previous
         assert back is not None
-        assert read_page(await fetch(client, back)).lines == pages[-2].lines
+        assert read(await fetch(client, back)).lines == pages[-2].lines
     return pages
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -25,13 +24,18 @@ from tests.format_contract import USER, FormatContract
 from tests.test_format_cisco import (
     CAP,
     PEOPLE,
+    Page,
     dialled,
+    fetch,
     listed_people,
     local,
+    names_of,
+    numbers_of,
     person_name,
     sip_address,
     write_people,
 )
+from tests.test_format_cisco import walk as cisco_walk
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -45,31 +49,6 @@ def snom_dialled(i: int) -> list[str]:
     """What the phone dials for person `i`: Cisco's numbers, then the SIP address."""
     sip = sip_address(i)
     return dialled(i) + ([sip] if sip else [])
-
-
-async def fetch(client: Client, link: str) -> bytes:
-    response = await client.get(local(link))
-    assert response.status == 200, (link, await response.text())
-    assert response.headers["Content-Type"] == "text/xml; charset=utf-8"
-    body = await response.read()
-    assert body.startswith(DECLARATION)
-    return body
-
-
-@dataclass
-class Page:
-    lines: list[tuple[str, str]]
-    title: str
-    prompt: str
-    keys: dict[str, str]  # label -> URL
-
-    @property
-    def next(self) -> str | None:
-        return self.keys.get("Next")
-
-    @property
-    def previous(self) -> str | None:
-        return self.keys.get("Previous")
 
 
 def read_page(body: bytes) -> Page:
@@ -100,26 +79,7 @@ def read_page(body: bytes) -> Page:
 
 
 async def walk(client: Client, first: str) -> list[Page]:
-    """Every page from `first` on, through Next; each Previous leads back to the page before."""
-    pages = [read_page(await fetch(client, first))]
-    assert pages[0].previous is None
-    while (following := pages[-1].next) is not None:
-        assert len(pages) < 100, "Next never ends"
-        assert len(pages[-1].lines) == len(pages[0].lines)  # only the last page is short
-        pages.append(read_page(await fetch(client, following)))
-        back = pages[-1].previous
-        assert back is not None
-        assert read_page(await fetch(client, back)).lines == pages[-2].lines
-    return pages
-
-
-def numbers_of(pages: list[Page]) -> Counter[str]:
-    return Counter(number for page in pages for _, number in page.lines)
-
-
-def lines_of(pages: list[Page], i: int) -> list[tuple[str, str]]:
-    prefix = f"Person {i:03d}"
-    return [line for page in pages for line in page.lines if line[0].startswith(prefix)]
+    return await cisco_walk(client, first, read_page)
 
 
 async def search_form(client: Client, page: Page) -> tuple[etree._Element, str, str]:
@@ -187,20 +147,20 @@ async def test_following_next_lists_every_number_of_the_listed_contacts_once(
 
 async def test_one_line_per_number_named_by_its_kind(people: Client) -> None:
     pages = await walk(people, URL_)
-    assert lines_of(pages, 5) == [
+    assert names_of(pages, 5) == [
         ("Person 005", "+4930100005"),  # written twice, listed once
         ("Person 005 (work 2)", "+4930900005"),
         ("Person 005 (mobile)", "+49171200005"),
         ("Person 005 (SIP)", "sip:person5@example.com"),
     ]
     # Names are not cut; & < " ' and other scripts come through.
-    assert [name for name, _ in lines_of(pages, 7)] == [
+    assert [name for name, _ in names_of(pages, 7)] == [
         person_name(7),
         person_name(7) + " (mobile)",
     ]
-    assert lines_of(pages, 17)[1] == (person_name(17) + " (mobile)", "+49171200017")
-    assert lines_of(pages, 21)[0] == ("Person 021 田中 博", "+4930100021")
-    assert [number for _, number in lines_of(pages, 11)] == ["+4930100011", "+49171200011"]
+    assert names_of(pages, 17)[1] == (person_name(17) + " (mobile)", "+49171200017")
+    assert names_of(pages, 21)[0] == ("Person 021 田中 博", "+4930100021")
+    assert [number for _, number in names_of(pages, 11)] == ["+4930100011", "+49171200011"]
 
 
 async def test_search_through_the_input_object_covers_everyone(people: Client) -> None:
