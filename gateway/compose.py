@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config import DocumentConfig
 from gateway.directory import Directory
-from gateway.entry import FLAG_FIELD, Entry, contact_to_entry, number_key
+from gateway.entry import FLAG_FIELD, Entry, apply_category, contact_to_entry, number_key
 from gateway.formats import Format, Query, load_format
 from gateway.listing import admitted, diallable, formatted_name, ordered
 from gateway.logs import event
@@ -167,30 +167,30 @@ class Composer:
     ) -> list[tuple[Entry, Origin, bool]]:
         """(entry, origin, listed): `listed` is False for what the document's category
         filters or `require_number` leave out."""
-        listed: dict[str, tuple[Entry, Origin, tuple[str, ...]]] = {}
+        listed: dict[str, Listed] = {}
         default = state.config.category or ""
         for contact in sorted(state.contacts.values(), key=lambda c: c.href):
             entry = contact_to_entry(contact, state.config.category, numbers)
             if document.name_format is not None:
                 name = formatted_name(document.name_format, contact, entry.display_name)
                 entry = replace(entry, display_name=carriable(name))
-            # VIP and DND are categories upstream (vCard CATEGORIES) kept as flags here.
-            categories = (contact.categories or (default,)) + (
-                ("vip",) * contact.vip + ("dnd",) * contact.dnd
-            )
             origin = Origin(state.name, contact.href, contact.etag)
-            listed.setdefault(entry.entry_id, (entry, origin, categories))
+            flags = ("vip",) * contact.vip + ("dnd",) * contact.dnd
+            listed.setdefault(entry.entry_id, (entry, origin, contact.categories, flags))
         if self.outbox is not None:
-            _overlay(listed, self.outbox.pending(state.name, state.user_key), state.name, default)
+            pending = self.outbox.pending(state.name, state.user_key)
+            _overlay(listed, pending, state.name, state.config.category)
         include, exclude = document.include_categories, document.exclude_categories
         return [
             (
                 entry,
                 origin,
-                admitted(categories, include, exclude)
+                # VIP and DND are categories upstream (vCard CATEGORIES), flags here; a
+                # contact with no category is in the source's default one.
+                admitted((stored or (default,)) + flags, include, exclude)
                 and (diallable(entry) or not document.require_number),
             )
-            for entry, origin, categories in listed.values()
+            for entry, origin, stored, flags in listed.values()
         ]
 
     def _compose(
@@ -273,44 +273,31 @@ class Composer:
         )
 
 
+#: (entry, origin, its contact's stored categories, its VIP/DND flags)
+Listed = tuple[Entry, Origin, tuple[str, ...], tuple[str, ...]]
+
+
 def _overlay(
-    listed: dict[str, tuple[Entry, Origin, tuple[str, ...]]],
-    pending: list[Item],
-    source: str,
-    default_category: str,
+    listed: dict[str, Listed], pending: list[Item], source: str, default: str | None
 ) -> None:
     """Show changes not yet applied upstream as if they were, in the order they came,
-    each with the categories its contact will have once applied (what the filters read)."""
+    each with the categories write-back will give its contact (what the filters read)."""
     for item in pending:
         if item.kind in ("create", "update") and item.after is not None:
             if item.kind == "update":
                 if item.entry_id not in listed:
                     continue
-                _, origin, categories = listed[item.entry_id]
+                _, origin, stored, _ = listed[item.entry_id]
             else:
-                origin, categories = Origin(source, ""), (default_category,)
-            categories = edited_categories(categories, item.before, item.after)
-            listed[item.entry_id] = (item.after, origin, categories)
+                origin, stored = Origin(source, ""), ()
+            before = str(item.before.get("category") or "") if item.before else ""
+            after = str(item.after.get("category") or "")
+            stored = apply_category(stored, before, after, default)
+            flag = str(item.after.get(FLAG_FIELD) or "").casefold()
+            flags = (flag,) if flag in ("vip", "dnd") else ()
+            listed[item.entry_id] = (item.after, origin, stored, flags)
         elif item.kind == "delete":
             listed.pop(item.entry_id, None)
-
-
-def edited_categories(
-    categories: tuple[str, ...], before: Entry | None, after: Entry
-) -> tuple[str, ...]:
-    """A contact's categories once a phone's edit is applied, as write-back applies it:
-    the category the phone showed replaced by the one it sent; the VIP/DND flag as sent."""
-    old = str(before.get("category") or "") if before is not None else ""
-    new = str(after.get("category") or "")
-    kept = [c for c in categories if c.casefold() not in ("vip", "dnd")]
-    if old.casefold() != new.casefold():
-        kept = [c for c in kept if not old or c.casefold() != old.casefold()]
-        if new:
-            kept.append(new)
-    flag = after.get(FLAG_FIELD)
-    if isinstance(flag, str) and flag.casefold() in ("vip", "dnd"):
-        kept.append(flag.casefold())
-    return tuple(kept)
 
 
 def dedupe_keys(entry: Entry, by: Sequence[str]) -> set[str]:

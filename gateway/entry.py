@@ -179,7 +179,7 @@ def apply_entry(
             view = AS_STORED if attr == "sip" else numbers
             changes[attr] = _apply_numbers(contact.numbers(attr), _tuple(old), _tuple(new), view)
         elif name == "category":
-            changes["categories"] = _apply_category(
+            changes["categories"] = apply_category(
                 contact.categories, str(old), str(new), default_category
             )
         elif name == FLAG_FIELD:
@@ -220,9 +220,11 @@ def _apply_email(stored: tuple[str, ...], before: str, after: str) -> tuple[str,
     return ((after,) if after else ()) + rest
 
 
-def _apply_category(
+def apply_category(
     stored: tuple[str, ...], before: str, after: str, default: str | None
 ) -> tuple[str, ...]:
+    """A contact's categories once a phone changed the one it shows from `before` to
+    `after` (the source's `default` is shown for none and never written)."""
     lowered = [c.lower() for c in stored]
     if after and after.lower() in lowered and not (before and before.lower() in lowered):
         return stored  # already there (a change applied again)

@@ -13,7 +13,6 @@ from lxml import etree
 
 from gateway import keys
 from gateway.app import create_app
-from gateway.compose import edited_categories
 from gateway.config import ConfigError
 from gateway.connector import Unavailable
 from gateway.entry import Entry
@@ -202,18 +201,36 @@ async def test_a_pending_edit_is_filtered_by_its_contacts_categories(
     assert (lookup.status == 200) == shown_before
 
 
-def test_edited_categories_replace_the_shown_one_and_keep_the_rest() -> None:
-    before = Entry("x", "X", {"category": "work"})
-    assert edited_categories(
-        ("work", "private"), before, Entry("x", "X", {"category": "work"})
-    ) == (
-        "work",
-        "private",
+ONLY_WORK = LOBBY.replace('exclude_categories = ["private"]\n', "").replace('"customers"', '"x"')
+
+
+async def test_a_pending_creation_is_filtered_as_it_will_be_once_written(
+    aiohttp_client: ClientFactory,
+    make_config: ConfigFactory,
+    contacts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A contact a phone creates in category "private" is outside a document that
+    includes only "work" (the source's default) while it waits upstream, as it will be
+    once written (the overlay applies the category as write-back does)."""
+    client = await aiohttp_client(create_app(make_config(extra=ONLY_WORK)))
+    engine = client.app[keys.ENGINE]
+    connector = engine.sources.state("demo", UserRef("")).connector
+
+    async def down(*args: object, **kwargs: object) -> object:
+        raise Unavailable("upstream down for a moment")
+
+    monkeypatch.setattr(connector, "create", down)
+    entries = counterpath.parse(await (await client.get(XCAP)).read())
+    new = Entry(
+        "11111111111111111111111111111111",
+        "Private Newcomer",
+        {"business_number": ("+49 30 7777777",), "category": "private"},
     )
-    moved = edited_categories(("work", "private"), before, Entry("x", "X", {"category": "friend"}))
-    assert moved == ("private", "friend")
-    flagged = Entry("x", "X", {"category": "work", "category#1": "vip"})
-    assert edited_categories(("work", "dnd"), before, flagged) == ("work", "vip")
+    assert (await client.put(XCAP, data=counterpath.render([*entries, new]))).status == 200
+    lobby = "/phonebook/yealink/users/sip:bob@example.com/lobby"
+    assert engine.outbox.users_waiting()  # the creation is pending
+    assert "Private Newcomer" not in listed(await (await client.get(lobby)).read())
 
 
 def test_brackets_in_a_template_are_kept_and_empty_ones_dropped() -> None:
