@@ -3,7 +3,6 @@ prefix; and what a number a phone typed in is stored as. Uses Google's phonenumb
 
 from __future__ import annotations
 
-import functools
 import re
 from functools import lru_cache
 from typing import Literal
@@ -13,6 +12,16 @@ from phonenumbers import CountryCodeSource, NumberParseException, PhoneMetadata,
 
 Style = Literal["as-stored", "e164", "national"]
 _NOT_DIGITS = re.compile(r"[^\d+]")
+#: Internal extensions are at most this many digits: written so (without a country code or
+#: trunk prefix), a number is never given a country code. National numbers are longer in
+#: every numbering plan phonenumbers knows but a few small ones (their short numbers are
+#: dialled as written anyway).
+MAX_EXTENSION_DIGITS = 6
+
+
+def is_extension(number: str) -> bool:
+    """Short enough to be an internal extension (or a short code), as written."""
+    return len(_NOT_DIGITS.sub("", number).lstrip("+")) <= MAX_EXTENSION_DIGITS
 
 
 class NumberFormat:
@@ -35,12 +44,12 @@ class NumberFormat:
 
     def _parse(self, number: str) -> phonenumbers.PhoneNumber | None:
         parsed = self._read(number)
-        # Short internal extensions parse as "possible" numbers; only valid ones are
-        # reformatted, and where national numbers begin with a trunk prefix, only those
-        # written with it (or a country code): `1640` is an extension, not `+49 1640`.
+        # Short internal extensions parse as "possible" numbers, some even as valid ones:
+        # only valid numbers are reformatted, and a short one only when written with a
+        # country code or trunk prefix (`1640` is an extension, not `+49 1640`).
         if parsed is None or not phonenumbers.is_valid_number(parsed):
             return None
-        return parsed if self._explicit(number, parsed) or not self._trunk_required else None
+        return parsed if self._explicit(number, parsed) or not is_extension(number) else None
 
     def _shown(self, number: str) -> str:
         parsed = self._parse(number)
@@ -82,7 +91,7 @@ class NumberFormat:
             # no validation against the numbering plan); otherwise it must be valid.
             explicit = self._explicit(reading, candidate)
             if (explicit and phonenumbers.is_possible_number(candidate)) or (
-                (explicit or not self._trunk_required) and phonenumbers.is_valid_number(candidate)
+                (explicit or not is_extension(reading)) and phonenumbers.is_valid_number(candidate)
             ):
                 return (
                     phonenumbers.format_number(candidate, PhoneNumberFormat.E164),
@@ -102,15 +111,6 @@ class NumberFormat:
             parsed.country_code_source != CountryCodeSource.FROM_DEFAULT_COUNTRY
             or self._trunk_prefixed(text)
         )
-
-    @functools.cached_property
-    def _trunk_required(self) -> bool:
-        """National numbers of the region are dialled with a trunk prefix (`0` in most of
-        Europe), so one without it is local or internal. Not so in the NANP, where the
-        `1` is optional (`212 555 0100` is a national number)."""
-        metadata = PhoneMetadata.metadata_for_region(self.region or "")
-        trunk = metadata.national_prefix if metadata is not None else None
-        return bool(trunk) and trunk != "1"
 
     def _trunk_prefixed(self, text: str) -> bool:
         metadata = PhoneMetadata.metadata_for_region(self.region or "")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import phonenumbers
 
 from gateway.entry import Entry
-from gateway.numbers import NumberFormat
+from gateway.numbers import NumberFormat, is_extension
 from gateway.text import words_of
 
 #: The numbers search and lookup look at, in the order a lookup reports the kind.
@@ -65,6 +65,9 @@ class SearchIndex:
         #: Number -> its E.164 reading: parsing is most of a build's cost, and the next
         #: composition of the book reads the same numbers again (taken from `previous`).
         self.readings: dict[str, tuple[str, str] | None] = {}
+        region = numbers.region
+        #: `+` and the document's country code: national numbers are looked up in it only.
+        self._home = f"+{phonenumbers.country_code_for_region(region)}" if region else "+"
         known = previous.readings if previous is not None and previous.numbers is numbers else {}
         pairs: list[tuple[str, int]] = []
         digit_runs: list[str] = []
@@ -106,15 +109,17 @@ class SearchIndex:
                 self._by_raw.setdefault(raw, found)
                 matched = known[number] if number in known else self.numbers.matchable(number)
                 self.readings[number] = matched
+                # The digits as shown (`+49 (0)30 …`, an extension after the number, an
+                # outside-line prefix) and, where they differ, the E.164 digits.
+                shown_digits = raw.lstrip("+").replace("*", "").replace("#", "")
+                forms.append(shown_digits)
                 if matched:
                     e164, national = matched
                     self._by_e164.setdefault(e164, found)
-                    self._by_national.setdefault(national, found)
-                    # The E.164 digits alone: a term typed nationally is searched in its
-                    # E.164 form too (`_digit_forms`), and the string scanned is half as long.
-                    forms.append(e164[1:])
-                else:
-                    forms.append(raw.lstrip("+"))
+                    if e164.startswith(self._home):  # another country's is no local number
+                        self._by_national.setdefault(national, found)
+                    if e164[1:] != shown_digits:
+                        forms.append(e164[1:])
         return " ".join(forms)
 
     def search(self, term: str) -> list[Entry]:
@@ -152,14 +157,22 @@ class SearchIndex:
         return ranks
 
     def _digit_forms(self, term: str) -> set[str]:
-        """The digits as typed, and the digits of its E.164 reading when it has one (a
-        national `030 1234` finds `+49 30 1234…` and the other way round)."""
+        """The digits as typed, and the digits of its E.164 readings when it has some (a
+        national `030 1234` finds `+49 30 1234…` and the other way round; with an
+        outside-line prefix, read with it and without)."""
         raw = dialled(term)
-        forms = {raw.lstrip("+")}
+        forms = {raw.lstrip("+").replace("*", "").replace("#", "")}
         if raw.startswith("00"):
             forms.add(raw[2:])
-        if e164 := self._partial_e164(raw):
-            forms.add(e164)
+        readings = [raw]
+        prefix = self.numbers.prefix
+        if prefix and self.numbers.style == "national" and raw.startswith(prefix):
+            readings.append(raw[len(prefix) :])
+        for reading in readings:
+            if e164 := self._partial_e164(reading):
+                forms.add(e164)
+            if reading.startswith("00"):
+                forms.add(reading[2:])
         return {form for form in forms if form and form.isdigit()}
 
     def _partial_e164(self, raw: str) -> str:
@@ -168,12 +181,9 @@ class SearchIndex:
         region = self.numbers.region
         if not region or raw.startswith(("+", "00")):
             return ""
-        prefix = self.numbers.prefix
-        if prefix and self.numbers.style == "national" and raw.startswith(prefix):
-            raw = raw[len(prefix) :]
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
         trunk = metadata.national_prefix if metadata is not None else None
-        if not trunk or not raw.startswith(trunk) or raw.startswith("00"):
+        if not trunk or not raw.startswith(trunk):
             return ""
         return str(phonenumbers.country_code_for_region(region)) + raw[len(trunk) :]
 
@@ -190,7 +200,7 @@ class SearchIndex:
         if e164 := self.numbers.e164(number):
             found = self._by_e164.get(e164)
         found = found or self._by_raw.get(raw)
-        if found is None and not e164 and raw.isdigit():
+        if found is None and not e164 and raw.isdigit() and not is_extension(raw):
             # A national number without its trunk prefix (`301234567`): the whole of it,
             # never the end of a longer number (`12015550123` is not `201 5550123`).
             found = self._by_national.get(raw)

@@ -239,3 +239,41 @@ def test_the_next_index_reuses_the_previous_numbers_readings() -> None:
     other_region = Directory(BOOK, BOOK, NumberFormat("as-stored", "AT"), previous=old)
     reading = other_region.search_index().readings["0171 5550100"]
     assert reading is not None and reading[0].startswith("+43")  # not the old region's
+
+
+def test_numbers_are_found_as_shown_and_on_their_e164_form() -> None:
+    shown = NumberFormat("national", "DE", "0")  # the phone shows 00301234567
+    erika = person("Erika", business_number=(shown("+49 30 1234567"),))
+    assert erika.get("business_number") == ("00301234567",)
+    index = SearchIndex([erika], shown)
+    for term in ("0301234", "030 1234567", "00301234567", "1234567", "+49301234567"):
+        assert names(index.search(term)) == ["Erika"], term
+    spelled = person("Otto", business_number=("+49 (0)30 7654321 ext 12",))
+    index = SearchIndex([spelled], NumberFormat("as-stored", "DE"))
+    for term in ("+49 (0)30 765", "+49030", "030 7654321", "7654321 12"):
+        assert names(index.search(term)) == ["Otto"], term
+
+
+@pytest.mark.parametrize(
+    ("region", "stored", "e164"),
+    [
+        ("BR", "(11) 96123-4567", "+5511961234567"),
+        ("CN", "131 2345 6789", "+8613123456789"),
+        ("AU", "1800 123 456", "+611800123456"),
+        ("US", "212 555 0100", "+12125550100"),
+    ],
+)
+def test_national_numbers_written_as_their_country_writes_them_get_their_e164(
+    region: str, stored: str, e164: str
+) -> None:
+    numbers = NumberFormat("e164", region)
+    assert numbers.e164(stored) == e164 and numbers(stored) == e164
+    found = SearchIndex([person("Someone", business_number=(stored,))], numbers).lookup(e164)
+    assert found is not None
+
+
+def test_a_national_number_is_looked_up_in_the_documents_country_only() -> None:
+    vienna = person("Vienna", business_number=("+43 1 4000",))
+    index = SearchIndex([vienna], NumberFormat("as-stored", "DE"))
+    assert index.lookup("14000") is None  # an extension here, not Austria's 1 4000
+    assert index.lookup("+4314000") is not None
