@@ -29,7 +29,10 @@ class Directory(Sequence[Entry]):
         #: The index of the composition before this one, answering while this one's is
         #: built ahead (`build_ahead`): a big book's takes seconds, and a PBX's lookup
         #: must not wait for it. One generation only: it holds no stand-in of its own.
-        self._stand_in = previous._index if previous is not None else None
+        # The previous index, or if it was still being built, the one it stood in for.
+        self._stand_in: SearchIndex | None = (
+            (previous._index or previous._stand_in) if previous is not None else None
+        )
         self._ahead = False
 
     @overload

@@ -91,8 +91,20 @@ def collation_key(text: str) -> bytes:
     return struct.pack(f">{len(weights)}H", *weights)
 
 
+#: A locale as ICU names one: language, then script/region/variant parts, and at most the
+#: collation keyword (`de_DE@collation=phonebook`).
+_LOCALE = re.compile(r"[A-Za-z]{2,8}(?:[_-][A-Za-z0-9]{1,8}){0,3}(?:@collation=([a-z]{1,20}))?")
+
+
 def locale_error(locale: str) -> str | None:
     """Why `locale` cannot order a document, or None when it can."""
+    shape = _LOCALE.fullmatch(locale)
+    if shape is None:
+        shown = locale if len(locale) <= 40 else locale[:40] + "…"
+        return (
+            f'sort_locale = {shown!r} is not a locale like "sv", "de_DE" or '
+            '"de_DE@collation=phonebook"'
+        )
     try:
         import icu
     except ImportError:
@@ -107,6 +119,9 @@ def locale_error(locale: str) -> str | None:
         return (
             f'sort_locale = {locale!r} is not a locale ICU has a collation for (e.g. "sv", "de_DE")'
         )
+    keyword = shape.group(1)
+    if keyword and keyword not in set(icu.Collator.getKeywordValues("collation")):
+        return f"sort_locale = {locale!r}: ICU has no collation {keyword!r}"
     return None
 
 

@@ -158,21 +158,26 @@ class Renderings(OrderedDict[tuple[str, str, str], Rendering]):
 
 
 _CACHE = web.AppKey("phonebook_renderings", Renderings)
+#: Pages that link to their own URL, kept apart: each Host a client sends is a URL of its
+#: own, and must not push the lists every phone polls out of the cache.
+_URL_CACHE = web.AppKey("phonebook_url_renderings", Renderings)
 
 
 def add_routes(app: web.Application, root: str) -> None:
     """The phonebook URLs, before the XCAP catch-all."""
     app[_CACHE] = Renderings()
+    app[_URL_CACHE] = Renderings()
     app.router.add_route("*", root + "/{tail:.*}", phonebook_handler)
 
 
 async def _cached(app: web.Application, fmt: Format, rendered: Rendered, query: Query) -> Rendering:
     """The rendering of the whole list; made (off the event loop) only when this version
     of the document has none in this format yet."""
-    cache = app[_CACHE]
     # A format that links to its own URL (paging, search) renders per URL: two users
     # with the same book each get links to theirs.
-    key = (fmt.name, rendered.etag, query.url if getattr(fmt, "uses_url", False) else "")
+    per_url = bool(getattr(fmt, "uses_url", False))
+    cache = app[_URL_CACHE] if per_url else app[_CACHE]
+    key = (fmt.name, rendered.etag, query.url if per_url else "")
     if (found := cache.get(key)) is not None:
         cache.move_to_end(key)
         return found

@@ -18,7 +18,8 @@ def carriable(text: str) -> str:
     return _NOT_CARRIABLE.sub("", text) if _NOT_CARRIABLE.search(text) else text
 
 
-_WORD = re.compile(r"\w+")
+#: Letters and digits: an underscore separates words (IT_Support is "it" and "support").
+_WORD = re.compile(r"[^\W_]+")
 
 
 def fold(text: str) -> str:

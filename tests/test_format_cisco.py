@@ -377,3 +377,19 @@ async def test_links_take_the_scheme_a_tls_proxy_names(people: Client) -> None:
     headers = {"Host": "gw.example.com", "X-Forwarded-Proto": "https"}
     page = read_page(await (await people.get(URL_, headers=headers)).read())
     assert page.next is not None and page.next.startswith("https://gw.example.com/phonebook/")
+
+
+async def test_many_hosts_do_not_push_the_polled_lists_out_of_the_cache(
+    aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path
+) -> None:
+    from gateway import phonebook_views
+
+    config = make_config(document='formats = ["cisco", "yealink"]')
+    client = await aiohttp_client(create_app(config))
+    yealink = f"/phonebook/yealink/users/{USER}/tbook"
+    assert (await client.get(yealink)).status == 200
+    for i in range(phonebook_views.CACHED_RENDERINGS + 10):
+        assert (await client.get(URL_, headers={"Host": f"h{i}.example"})).status == 200
+    cached = client.app[phonebook_views._CACHE]
+    assert any(key[0] == "yealink" for key in cached)
+    assert len(client.app[phonebook_views._URL_CACHE]) == phonebook_views.CACHED_RENDERINGS

@@ -155,3 +155,10 @@ def test_ct_is_digits_or_a_sip_address() -> None:
     assert dial_string("business_number", "٠٣٠١٢٣") == "030123"  # Arabic-Indic digits
     assert dial_string("business_number", "ext12") == ""  # left out: nothing to dial
     assert dial_string("sip_address", "sip:anna@example.com") == "sip:anna@example.com"
+
+
+def test_superscripts_and_circled_numbers_are_no_digits() -> None:
+    from gateway.formats.polycom import dial_string
+
+    for number in ("030 1234567²", "⒈ 030 1234", "⑽⑾ 12"):
+        assert dial_string("business_number", number) == "", number

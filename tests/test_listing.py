@@ -271,3 +271,13 @@ def test_an_unknown_sort_locale_is_a_config_error(make_config: ConfigFactory, lo
     with pytest.raises(ConfigError) as caught:
         make_config(document=f'sort_locale = "{locale}"')
     assert "sort_locale" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "locale", ["sv@", "de_DE@collation=phonebk", "de@collation=nonsense", "de\x00xx", "x" * 5000]
+)
+def test_a_sort_locale_icu_would_read_otherwise_is_refused(locale: str) -> None:
+    from gateway.listing import locale_error
+
+    problem = locale_error(locale)
+    assert problem is not None and "sort_locale" in problem and len(problem) < 200

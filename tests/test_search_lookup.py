@@ -277,3 +277,27 @@ def test_a_national_number_is_looked_up_in_the_documents_country_only() -> None:
     index = SearchIndex([vienna], NumberFormat("as-stored", "DE"))
     assert index.lookup("14000") is None  # an extension here, not Austria's 1 4000
     assert index.lookup("+4314000") is not None
+
+
+def test_an_underscore_separates_words() -> None:
+    support = person("IT_Support", "ACME_Services", business_number=("+49 30 1",))
+    index = SearchIndex([support], NumberFormat())
+    assert names(index.search("support")) == ["IT_Support"]
+    assert names(index.search("serv")) == ["IT_Support"]
+
+
+def test_a_composition_made_while_the_last_index_was_still_building_keeps_the_stand_in() -> None:
+    from gateway.directory import Directory
+
+    numbers = NumberFormat("as-stored", "DE")
+    first = Directory(BOOK, BOOK, numbers)
+    first.search_index()
+    second = Directory(BOOK, BOOK, numbers, previous=first)
+    second.build_ahead()  # announced, not yet run
+    third = Directory(BOOK[:2], BOOK[:2], numbers, previous=second)
+    build = third.build_ahead()
+    found = third.lookup("1234")  # answered by the first index meanwhile
+    assert found is not None and found.entry.display_name == "Reception"
+    build()
+    assert third.lookup("1234") is None  # Reception is not in the third composition
+    assert third.search_index().readings["0171 5550100"] is not None

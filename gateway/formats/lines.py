@@ -63,10 +63,15 @@ def dialable_number(kind: str, number: str) -> str:
 
 
 def ascii_digits(text: str) -> str:
-    """`text` with full-width forms folded (NFKC: `＋４９` -> `+49`) and every decimal digit
-    written in ASCII."""
-    folded = unicodedata.normalize("NFKC", text)
-    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in folded)
+    """`text` with every decimal digit written in ASCII (full-width `４`, Arabic-Indic `٤`)
+    and full-width `＋ ＊ ＃` as ASCII; other characters as they are (a superscript `²` or
+    a circled `①` is no digit to dial, and leaves the number undialable)."""
+    return "".join(
+        str(unicodedata.decimal(c)) if c.isdecimal() else _FULL_WIDTH.get(c, c) for c in text
+    )
+
+
+_FULL_WIDTH = {"＋": "+", "＊": "*", "＃": "#"}
 
 
 def line_name(name: str, suffix: str, cap: int | None) -> str:
