@@ -26,10 +26,10 @@ class Directory(Sequence[Entry]):
         self._numbers = numbers
         self._index: SearchIndex | None = None
         self._building = threading.Lock()
-        #: The index of the composition before this one, answering while this one's is
-        #: built ahead (`build_ahead`): a big book's takes seconds, and a PBX's lookup
-        #: must not wait for it. One generation only: it holds no stand-in of its own.
-        # The previous index, or if it was still being built, the one it stood in for.
+        #: The index of the composition before this one (or, if that one was still being
+        #: built, the one it stood in for), answering while this one's is built ahead
+        #: (`build_ahead`): a big book's takes seconds, and a PBX's lookup must not wait
+        #: for it. An index object, not a Directory: no chain of compositions is kept.
         self._stand_in: SearchIndex | None = (
             (previous._index or previous._stand_in) if previous is not None else None
         )
