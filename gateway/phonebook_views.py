@@ -1,8 +1,8 @@
 """The phone formats besides XCAP: `{phonebook_root}/{format}/users/{xui}/{document}`,
 where `{document}` is the `[documents.NAME]` key (and caller-ID lookup at
-`{phonebook_root}/lookup/users/{xui}/{document}`, gateway.lookup_views). GET, HEAD and POST (Snom's Remote XML
-Directory fetches with POST; a body is ignored) answer the same bytes, with a strong
-ETag, 304 on If-None-Match and gzip when asked. Authentication and owner rules are the
+`{phonebook_root}/lookup/users/{xui}/{document}`, gateway.lookup_views). GET, HEAD and
+POST (Snom's Remote XML Directory fetches with POST; a body is ignored) answer the same
+bytes, with a strong ETag, 304 on If-None-Match and gzip when asked. Authentication and owner rules are the
 XCAP document's (the authenticator reads the xui through `phonebook_path`)."""
 
 from __future__ import annotations
