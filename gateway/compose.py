@@ -135,7 +135,8 @@ class Composer:
         if missing := [state.name for state in states if not state.has_data]:
             raise NotReady(missing)
         inputs = tuple((state.serial, state.version) for state in states)
-        inputs += ((0, self.outbox.version if self.outbox else 0),)
+        if self.outbox is not None:  # the pending changes of these sources only
+            inputs += tuple(self.outbox.version_of(s.name, s.user_key) for s in states)
         per_user = any(self.sources.is_per_user(name) for name in document.sources)
         cache_key = (key, user.xui if per_user else "")
         cached = self._cache.pop(cache_key, None)

@@ -64,8 +64,14 @@ class Outbox:
         self.failed: deque[Item] = deque(maxlen=FAILED_IN_MEMORY)
         #: Failed changes not archived yet (in the database; `failed` holds the newest).
         self.failed_count = 0
-        #: Changes whenever `pending` does: part of every composed document's inputs.
+        #: Changes whenever `pending` does (anywhere).
         self.version = 0
+        #: Per source instance: changes whenever its pending changes do. A document's
+        #: inputs hold those of its sources only, so a PUT re-composes the documents
+        #: that show the change, not every document of every user.
+        self._instance_versions: dict[tuple[str, str], int] = {}
+        #: Changes when every instance's pending changes may have (load, reload).
+        self._generation = 0
         self._next_id = 1
         self.metrics: Metrics | None = None
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -74,6 +80,20 @@ class Outbox:
 
     def pending(self, source: str, source_user: str) -> list[Item]:
         return self._pending.get((source, source_user), [])
+
+    def version_of(self, source: str, source_user: str) -> tuple[int, int]:
+        """Changes whenever the pending changes of this source instance do."""
+        return self._generation, self._instance_versions.get((source, source_user), 0)
+
+    def _changed(self, instances: set[tuple[str, str]] | None = None) -> None:
+        """Pending changes of `instances` (all of them, when None) changed."""
+        self.version += 1
+        if instances is None:
+            self._generation += 1
+            return
+        for instance in instances:
+            # The global count: an instance never sees a number twice.
+            self._instance_versions[instance] = self.version
 
     def users_waiting(self) -> set[str]:
         """Users with changes not yet applied: the xui they were made for and the one of the
@@ -122,7 +142,7 @@ class Outbox:
                 item.id, self._next_id = self._next_id, self._next_id + 1
         for item in items:
             self._pending.setdefault(item.instance, []).append(item)
-        self.version += 1
+        self._changed({item.instance for item in items})
         for instance in {item.instance for item in items}:
             self._kick(instance)
 
@@ -145,7 +165,7 @@ class Outbox:
         )
         self.failed_count = await asyncio.to_thread(outbox_rows.count, store, "failed")
         if self._pending:
-            self.version += 1
+            self._changed()
             event("outbox_resumed", pending=self.depth, archived=archived or None)
         self._report_parked()
 
@@ -184,7 +204,7 @@ class Outbox:
         """Go on with a (reloaded) configuration: parked changes whose source is back run."""
         self.sources, self.config, self.numbers_for = sources, config, numbers_for
         self._paused = False
-        self.version += 1  # documents compose with the new sources' pending changes
+        self._changed()  # documents compose with the new sources' pending changes
         self._report_parked()
         for instance in list(self._pending):
             self._kick(instance)
@@ -253,7 +273,7 @@ class Outbox:
         self._pending[instance].remove(item)
         if not self._pending[instance]:
             del self._pending[instance]
-        self.version += 1
+        self._changed({instance})
         if state == "failed":
             self.failed.append(item)
             self.failed_count += 1

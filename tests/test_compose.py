@@ -133,3 +133,32 @@ def test_config_requires_a_region_for_number_formats(make_config: ConfigFactory)
         make_config(document='number_format = "e164"')
     with pytest.raises(ConfigError, match="not a region code"):
         make_config(document='number_format = "e164"\ndefault_region = "XX"')
+
+
+async def test_a_phones_change_recomposes_only_the_documents_of_its_source(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    extra = (
+        f'[sources.personal]\ntype = "vcard-dir"\npath = "{personal_book(tmp_path)}"\n'
+        '[documents.private]\nname = "private.xml"\nsources = ["personal"]\n'
+        "require_number = false\n"
+    )
+    engine = Engine(make_config(extra=extra))
+    await engine.start()
+    try:
+        private = await engine.document("private", ALICE)
+        tbook = await engine.document("tbook", ALICE)
+        entries = list(tbook.entries.values())
+        edited = [
+            Entry(
+                entries[0].entry_id, entries[0].display_name, {**entries[0].fields, "comment": "x"}
+            ),
+            *entries[1:],
+        ]
+        await engine.put("tbook", ALICE, edited, "desk", None)
+        assert await engine.document("private", ALICE) is private  # not composed again
+        assert await engine.document("tbook", ALICE) is not tbook
+        assert await engine.outbox.drained()
+        assert await engine.document("private", ALICE) is private
+    finally:
+        await engine.stop()
