@@ -105,6 +105,8 @@ async def test_an_element_put_on_the_directory_edits_that_contact(
     entries = document.count(b"<entry>")
     position = document[: document.index(b"<display-name>Lars Petersen")].count(b"<entry>")
     url = f"{base}/~~/resource-lists/list/entry[{position}]/display-name"
+    before = await xcap_client.get(url)  # read from the cached tree of this version
+    assert await before.read() == b"<display-name>Lars Petersen</display-name>"
     response = await xcap_client.put(
         url,
         data=b"<display-name>Lars P. Petersen</display-name>",
@@ -113,6 +115,10 @@ async def test_an_element_put_on_the_directory_edits_that_contact(
     assert response.status == 200, await response.text()
     await drained(xcap_client)
     assert "FN:Lars P. Petersen" in (contacts_dir / "lars.petersen.vcf").read_text()
+    # The new version's element, not the cached tree of the old one.
+    after = await xcap_client.get(url)
+    assert await after.read() == b"<display-name>Lars P. Petersen</display-name>"
+    assert after.headers["ETag"] != before.headers["ETag"]
     assert (await (await xcap_client.get(base)).read()).count(b"<entry>") == entries
     attribute = f"{base}/~~/resource-lists/list/entry[{position}]/cp:prop[@name=%22comment%22]/@value?xmlns(cp=counterpath:properties)"
     assert (await xcap_client.get(attribute)).status == 404  # Lars has no comment yet

@@ -4,9 +4,11 @@ through the same merge."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from aiohttp import web
+from lxml import etree
 
 from gateway import keys
 from gateway.compose import Rendered
@@ -97,9 +99,9 @@ async def node(
         if request.method in ("GET", "HEAD"):
             return web.Response(status=304, headers={"ETag": rendered.etag})
         raise PreconditionFailed("If-None-Match names the current version")
-    root = parse_document(rendered.body)
     if request.method in ("GET", "HEAD"):
-        return read_node_response(root, selector, rendered.etag, rendered.body)
+        return read_node_response(_tree(rendered), selector, rendered.etag, rendered.body)
+    root = parse_document(rendered.body)  # a copy of its own: the change is made to it
     created = await change_node(request, root, selector)
     # The changed document goes through the same merge as a phone's whole-document PUT,
     # with the version it was made from as its base.
@@ -113,6 +115,23 @@ async def node(
         base=rendered.entries,  # the operation was made on the document as it is now
     )
     return web.Response(status=201 if created else 200, headers={"ETag": result.etag})
+
+
+#: Parsed trees of recently read document versions, by ETag, for element GETs: a
+#: 1,000-entry document takes milliseconds to parse, a node selector microseconds to
+#: follow. Only read from (a change parses a copy of its own).
+_TREES: OrderedDict[str, etree._Element] = OrderedDict()
+CACHED_TREES = 32
+
+
+def _tree(rendered: Rendered) -> etree._Element:
+    tree = _TREES.pop(rendered.etag, None)
+    if tree is None:
+        tree = parse_document(rendered.body)
+    _TREES[rendered.etag] = tree  # now the most recently used
+    while len(_TREES) > CACHED_TREES:
+        _TREES.popitem(last=False)
+    return tree
 
 
 def _precondition(request: web.Request, strict: bool) -> Callable[[str], None]:
