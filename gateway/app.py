@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,7 @@ from gateway.config import Config, ConfigError, load_config
 from gateway.connection_guard import SERVER_NAME
 from gateway.engine import Engine
 from gateway.formats.urls import phonebook_path
-from gateway.logs import event
+from gateway.logs import event, flush_requests, request_line
 from gateway.metrics import CONTENT_TYPE as METRICS_TYPE
 from gateway.xcap.uri import request_path
 from gateway.xcap.views import xcap_handler
@@ -49,10 +50,23 @@ def create_app(config: Config) -> web.Application:
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
     engine = app[keys.ENGINE]
     await engine.start()
+    flusher = asyncio.create_task(_flush_request_lines())
     try:
         yield
     finally:
+        flusher.cancel()
         await engine.stop()
+        flush_requests()
+
+
+#: How long a request line may wait in the buffer before it is written.
+FLUSH_EVERY = 0.25
+
+
+async def _flush_request_lines() -> None:
+    while True:
+        await asyncio.sleep(FLUSH_EVERY)
+        flush_requests()
 
 
 def create_metrics_app(engine: Engine) -> web.Application:
@@ -120,10 +134,9 @@ async def _request_log(request: web.Request, handler: Handler) -> web.StreamResp
     finally:
         engine = request.app[keys.ENGINE]
         document = _document_label(request, engine)
-        engine.metrics.requests.labels(request.method, str(status), document).inc()
+        engine.metrics.request_counter(request.method, status, document).inc()
         if request.path not in ("/healthz", "/readyz", "/metrics"):
-            event(
-                "request",
+            request_line(
                 method=request.method,
                 path=request.path,
                 user=request.get(LOGIN),

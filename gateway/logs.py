@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, TextIO
 
 log = logging.getLogger("xcap_gateway")
 
@@ -34,19 +37,109 @@ def _quote(value: object) -> str:
     return text
 
 
+def _pairs(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+
+
 def event(name: str, level: int = logging.INFO, /, **fields: Any) -> None:
     """Log one event; fields whose value is None are left out. `exc_info=True` adds the
     traceback of the exception being handled."""
     if log.isEnabledFor(level):
         exc_info = bool(fields.pop("exc_info", False))
         present = {k: _clip(v) for k, v in fields.items() if v is not None}
-        pairs = " ".join(f"{k}={_quote(v)}" for k, v in present.items())
+        pairs = _pairs(present)
         log.log(
             level,
             f"event={name} {pairs}".rstrip(),
             exc_info=exc_info,
             extra={"event": name, "fields": present},
         )
+
+
+class RequestLines:
+    """The request log's fast path: one line per request, formatted here as the
+    configured formatter would (no LogRecord, no Formatter per line), kept in a buffer
+    that is written when it fills, every FLUSH_EVERY seconds (`flush`, called from the
+    event loop), and before any other log line (so lines stay in order)."""
+
+    #: Lines held before they are written.
+    HELD = 256
+
+    def __init__(self, stream: TextIO, style: str) -> None:
+        self.stream = stream
+        self.json = style == "json"
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self) -> str:
+        """The time as logging.Formatter writes it (`2026-11-27 07:31:14,123`), the
+        seconds formatted once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = (
+                second,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+            )
+        return f"{self._stamp},{int((now - second) * 1000):03d}"
+
+    def add(self, name: str, fields: dict[str, Any]) -> None:
+        present = {k: _clip(v) for k, v in fields.items() if v is not None}
+        if self.json:
+            data: dict[str, Any] = {"time": self._time(), "level": "INFO", "event": name}
+            data.update(
+                {k: v if isinstance(v, int | float | bool) else str(v) for k, v in present.items()}
+            )
+            line = json.dumps(data, ensure_ascii=False)
+        else:
+            line = f"{self._time()} level=INFO event={name} {_pairs(present)}".rstrip()
+        with self._lock:
+            self._lines.append(line)
+            full = len(self._lines) >= self.HELD
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._lines:
+                return
+            text = "\n".join(self._lines) + "\n"
+            self._lines.clear()
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed stream: as logging would, go on
+                pass
+
+
+#: Set by `setup`: the process logs through our handler, so request lines may take the
+#: fast path. (Tests that capture records through logging do not call setup.)
+_requests: RequestLines | None = None
+
+
+def request_line(**fields: Any) -> None:
+    """The `request` event, through the fast path when the process set up logging."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    if _requests is None:
+        event("request", **fields)
+    else:
+        _requests.add("request", fields)
+
+
+def flush_requests() -> None:
+    if _requests is not None:
+        _requests.flush()
+
+
+class _OrderedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the buffered request lines before a record of its own."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        flush_requests()
+        super().emit(record)
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -77,7 +170,12 @@ class JsonFormatter(logging.Formatter):
 def setup(level: str = "INFO", style: str = "kv") -> None:
     # A line per request: spare the record the fields no format here uses.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    global _requests
+    if _requests is None:
+        atexit.register(flush_requests)
+    flush_requests()
+    _requests = RequestLines(sys.stderr, style)
+    handler = _OrderedHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if style == "json" else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

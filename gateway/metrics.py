@@ -23,7 +23,21 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+#: Methods counted by name; any other a client makes up is counted as OTHER (a label per
+#: invented method would grow the metrics without bound).
+METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"})
+
+
 class Metrics:
+    def request_counter(self, method: str, status: int, document: str) -> Counter:
+        """The counter of requests so answered: one dict lookup per request."""
+        key = (method if method in METHODS else "OTHER", status, document)
+        found = self._request_counters.get(key)
+        if found is None:
+            found = self.requests.labels(key[0], str(status), document)
+            self._request_counters[key] = found
+        return found
+
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: only noise here
         self.registry = CollectorRegistry()
@@ -33,6 +47,8 @@ class Metrics:
             ["method", "status", "document"],
             registry=self.registry,
         )
+        #: (method, status, document) -> its counter: one dict lookup per request.
+        self._request_counters: dict[tuple[str, int, str], Counter] = {}
         self.syncs = Counter(
             "xcap_syncs",
             "Source syncs by result (ok, failed, held_back)",

@@ -60,6 +60,13 @@ async def test_metrics_label_phonebook_and_lookup_requests_by_document(
     assert 'xcap_requests_total{document="tbook",method="GET",status="200"} 1.0' in text
     assert 'xcap_requests_total{document="tbook",method="GET",status="404"} 1.0' in text
     assert 'xcap_requests_total{document="-",method="GET",status="404"} 1.0' in text
+    # Methods no phone uses share one label (the label set stays small).
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        response = await client.request(method, book)
+        assert response.status == 405
+    text = await (await client.get("/metrics")).text()
+    assert "PROPFIND" not in text
+    assert 'xcap_requests_total{document="tbook",method="OTHER",status="405"} 3.0' in text
 
 
 def serve_config(tmp_path: Path, contacts_dir: Path, port: int, extra: str = "") -> Path:
