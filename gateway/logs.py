@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -30,9 +31,15 @@ def _clip(value: object) -> object:
     return value
 
 
+#: What makes a value need quotes: white space, `=`, quotes, a backslash, a control.
+_NEEDS_QUOTES = re.compile(r'[\x00-\x20="\\\x7f]')
+
+
 def _quote(value: object) -> str:
+    if isinstance(value, int | float):  # bool too: never quoted
+        return str(value)
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n') or text != text.translate(_ESCAPES):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return '"' + text.translate(_ESCAPES) + '"'
     return text
 

@@ -10,6 +10,7 @@ segment, and the result is only ever looked up, never joined onto a file-system 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -90,8 +91,15 @@ def request_path(request: web.Request, xcap_root: str) -> XcapPath | None:
         raw = request.rel_url.raw_path
         if request.rel_url.raw_query_string:
             raw += "?" + request.rel_url.raw_query_string
-        try:
-            request[_PATH] = parse_xcap_path(raw, xcap_root)
-        except UnicodeDecodeError:
-            request[_PATH] = None
+        request[_PATH] = _parsed(raw, xcap_root)
     return request[_PATH]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(raw: str, xcap_root: str) -> XcapPath | None:
+    """parse_xcap_path, remembered: phones poll the same few URLs over and over (an
+    XcapPath is immutable; a client sending ever new paths only cycles the cache)."""
+    try:
+        return parse_xcap_path(raw, xcap_root)
+    except UnicodeDecodeError:
+        return None
