@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config bench-ldap bench-carddav bench-poll bench-search clean
+.PHONY: run test test-servers lint check-config bench-ldap bench-carddav bench-poll bench-search bench-serve clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-search: $(BIN)/.installed
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
 	$(BIN)/python -m bench.search
+
+bench-serve: $(BIN)/.installed
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
+	$(BIN)/python -m bench.serve
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -8,7 +8,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from aiohttp import web
-from lxml import etree
 
 from gateway import keys
 from gateway.compose import Rendered
@@ -29,7 +28,7 @@ from gateway.xcap.http import (
     representation,
 )
 from gateway.xcap.selector import Selector
-from gateway.xcap.xml import parse_document, serialize
+from gateway.xcap.xml import ElementIndex, parse_document, serialize
 
 #: Phones differ in what they send, and a 415 would make them retry forever: besides the
 #: XML types, accept the defaults HTTP libraries (and curl) send when nobody chose a type.
@@ -100,7 +99,8 @@ async def node(
             return web.Response(status=304, headers={"ETag": rendered.etag})
         raise PreconditionFailed("If-None-Match names the current version")
     if request.method in ("GET", "HEAD"):
-        return read_node_response(_tree(rendered), selector, rendered.etag, rendered.body)
+        index = _index(rendered)
+        return read_node_response(index.root, selector, rendered.etag, rendered.body, index)
     root = parse_document(rendered.body)  # a copy of its own: the change is made to it
     created = await change_node(request, root, selector)
     # The changed document goes through the same merge as a phone's whole-document PUT,
@@ -117,21 +117,21 @@ async def node(
     return web.Response(status=201 if created else 200, headers={"ETag": result.etag})
 
 
-#: Parsed trees of recently read document versions, by ETag, for element GETs: a
-#: 1,000-entry document takes milliseconds to parse, a node selector microseconds to
-#: follow. Only read from (a change parses a copy of its own).
-_TREES: OrderedDict[str, etree._Element] = OrderedDict()
-CACHED_TREES = 32
+#: Parsed trees of recently read document versions with their elements' byte offsets,
+#: by ETag, for element GETs: a 1,000-entry document takes milliseconds to parse, a node
+#: selector microseconds to follow. Only read from (a change parses a copy of its own).
+_INDEXES: OrderedDict[str, ElementIndex] = OrderedDict()
+CACHED_INDEXES = 8
 
 
-def _tree(rendered: Rendered) -> etree._Element:
-    tree = _TREES.pop(rendered.etag, None)
-    if tree is None:
-        tree = parse_document(rendered.body)
-    _TREES[rendered.etag] = tree  # now the most recently used
-    while len(_TREES) > CACHED_TREES:
-        _TREES.popitem(last=False)
-    return tree
+def _index(rendered: Rendered) -> ElementIndex:
+    index = _INDEXES.pop(rendered.etag, None)
+    if index is None:
+        index = ElementIndex(parse_document(rendered.body), rendered.body)
+    _INDEXES[rendered.etag] = index  # now the most recently used
+    while len(_INDEXES) > CACHED_INDEXES:
+        _INDEXES.popitem(last=False)
+    return index
 
 
 def _precondition(request: web.Request, strict: bool) -> Callable[[str], None]:

@@ -13,6 +13,7 @@ from gateway.engine import PreconditionFailed
 from gateway.xcap.errors import XCAP_ERROR_TYPE, XcapConflict
 from gateway.xcap.nodes import delete_node, read_node, write_node
 from gateway.xcap.selector import Selector
+from gateway.xcap.xml import ElementIndex
 
 __all__ = [
     "PreconditionFailed",
@@ -174,12 +175,16 @@ NODE_METHODS = ["GET", "HEAD", "PUT", "DELETE"]
 
 
 def read_node_response(
-    root: etree._Element, selector: Selector, etag: str, source: bytes
+    root: etree._Element,
+    selector: Selector,
+    etag: str,
+    source: bytes,
+    index: ElementIndex | None = None,
 ) -> web.Response:
     """The GET answer for the node `selector` names in `root`, parsed from `source` (404
     when none)."""
     try:
-        kind, body = read_node(root, selector, source)
+        kind, body = read_node(root, selector, source, index)
     except LookupError as exc:
         raise web.HTTPNotFound(text="the node selector selects nothing\n") from exc
     return web.Response(body=body, content_type=kind, headers={"ETag": etag})

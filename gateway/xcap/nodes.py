@@ -19,7 +19,14 @@ from gateway.xcap.selector import (
     put_element,
     select_one,
 )
-from gateway.xcap.xml import element_span, escape_attribute, parse_document, parser, quote_attribute
+from gateway.xcap.xml import (
+    ElementIndex,
+    element_span,
+    escape_attribute,
+    parse_document,
+    parser,
+    quote_attribute,
+)
 
 ELEMENT_TYPE = "application/xcap-el+xml"
 ATTRIBUTE_TYPE = "application/xcap-att+xml"
@@ -34,9 +41,11 @@ class WrongType(Exception):
     """The body's Content-Type is not the node's (415)."""
 
 
-def read_node(root: etree._Element, selector: Selector, source: bytes) -> tuple[str, bytes]:
-    """(content type, body) of the selected node of `root`, parsed from `source`;
-    LookupError when it selects nothing."""
+def read_node(
+    root: etree._Element, selector: Selector, source: bytes, index: ElementIndex | None = None
+) -> tuple[str, bytes]:
+    """(content type, body) of the selected node of `root`, parsed from `source` (with
+    its `index` when one is kept); LookupError when it selects nothing."""
     element = select_one(root, selector)
     if element is None:
         raise LookupError("nothing selected")
@@ -50,7 +59,10 @@ def read_node(root: etree._Element, selector: Selector, source: bytes) -> tuple[
         return ATTRIBUTE_TYPE, escape_attribute(value).encode()
     # The element's own bytes: serializing it would add the ancestors' namespace
     # declarations, which RFC 4825 §8.3 forbids.
-    start, end = element_span(source, _document_index(root, element))
+    if index is not None:
+        start, end = index.span(element)
+    else:
+        start, end = element_span(source, _document_index(root, element))
     return ELEMENT_TYPE, source[start:end]
 
 
