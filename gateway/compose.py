@@ -14,7 +14,7 @@ from gateway.config import DocumentConfig
 from gateway.directory import Directory
 from gateway.entry import FLAG_FIELD, Entry, apply_category, contact_to_entry, number_key
 from gateway.formats import Format, Query, load_format
-from gateway.listing import admitted, diallable, formatted_name, ordered
+from gateway.listing import admitted, diallable, formatted_name, order_key, ordered
 from gateway.logs import event
 from gateway.model import UserRef
 from gateway.numbers import NumberFormat
@@ -148,7 +148,7 @@ class Composer:
         if not any(state.evicted for state in states):  # else the user is gone: keep none
             self._cache[cache_key] = rendered
             self._bound()
-        if len(rendered.directory.everyone) >= PREBUILT_INDEX:
+        if rendered.directory.size >= PREBUILT_INDEX:
             # A big book's index takes seconds: build it now, off the event loop, rather
             # than when the first phone searches (the previous one answers meanwhile).
             asyncio.get_running_loop().run_in_executor(None, rendered.directory.build_ahead())
@@ -249,8 +249,10 @@ class Composer:
             )
         # In the order every format lists them: sorted once here, not per request.
         order = (document.sort, document.sort_locale)
+        # Sources' order for search (sorted per search, by the index's matches only);
+        # the listed entries, at most max_entries, in the document's order.
+        everyone = [*entries.values(), *capped.values()]
         entries = {entry.entry_id: entry for entry in ordered(entries, *order)}
-        everyone = ordered({**capped, **entries}, *order)
         body = xcap_format().render(list(entries.values()), Query())
         event(
             "document_rendered",
@@ -270,7 +272,7 @@ class Composer:
             inputs,
             numbers,
             hidden,
-            Directory(list(entries.values()), everyone, numbers, previous),
+            Directory(list(entries.values()), everyone, numbers, previous, order_key(*order)),
         )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import overload
+from typing import Any, overload
 
 from gateway.entry import Entry
 from gateway.numbers import NumberFormat
@@ -20,9 +20,15 @@ class Directory(Sequence[Entry]):
         everyone: Sequence[Entry],
         numbers: NumberFormat,
         previous: Directory | None = None,
+        order: Callable[[Entry], Any] | None = None,
     ) -> None:
         self._listed = listed
-        self._everyone = everyone
+        #: Every contact in composition order; sorted into the document's order (`order`)
+        #: only when asked for (`everyone`), and a search's matches alone otherwise: the
+        #: collation keys of 100k names take seconds.
+        self._composed = everyone
+        self._order = order
+        self._everyone: Sequence[Entry] | None = None if order is not None else everyone
         self._numbers = numbers
         self._index: SearchIndex | None = None
         self._building = threading.Lock()
@@ -47,8 +53,17 @@ class Directory(Sequence[Entry]):
 
     @property
     def everyone(self) -> Sequence[Entry]:
-        """Every contact of the composition in the document's order, the cap aside."""
+        """Every contact of the composition in the document's order, the cap aside
+        (sorted at the first call: call it off the event loop)."""
+        if self._everyone is None:
+            assert self._order is not None  # set at once otherwise
+            self._everyone = sorted(self._composed, key=self._order)
         return self._everyone
+
+    @property
+    def size(self) -> int:
+        """How many contacts the composition has, the cap aside."""
+        return len(self._composed)
 
     @property
     def numbers(self) -> NumberFormat:
@@ -86,12 +101,14 @@ class Directory(Sequence[Entry]):
     def _build(self) -> SearchIndex:
         with self._building:
             if self._index is None:
-                self._index = SearchIndex(self._everyone, self._numbers, self._stand_in)
+                self._index = SearchIndex(self._composed, self._numbers, self._stand_in)
                 self._stand_in = None  # the old one can go
             return self._index
 
     def search(self, term: str) -> Sequence[Entry]:
-        return self.search_index().search(term)
+        """Every entry matching `term`, in the document's order."""
+        found = self.search_index().search(term)
+        return found if self._order is None else sorted(found, key=self._order)
 
     def lookup(self, number: str) -> Match | None:
         return self.search_index().lookup(number)

@@ -301,3 +301,17 @@ def test_a_composition_made_while_the_last_index_was_still_building_keeps_the_st
     build()
     assert third.lookup("1234") is None  # Reception is not in the third composition
     assert third.search_index().readings["0171 5550100"] is not None
+
+
+def test_matches_come_in_the_documents_order_though_composed_in_the_sources() -> None:
+    from gateway.directory import Directory
+    from gateway.listing import order_key
+
+    composed = [
+        person(n, business_number=(f"+49 30 {i}",))
+        for i, n in enumerate(["Zoe A", "Ärger A", "Anna A"])
+    ]
+    directory = Directory(composed[:1], composed, NumberFormat(), order=order_key("display"))
+    assert names(directory.search("a")) == ["Anna A", "Ärger A", "Zoe A"]
+    assert names(directory.everyone) == ["Anna A", "Ärger A", "Zoe A"]
+    assert directory.size == 3 and len(directory) == 1
