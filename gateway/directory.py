@@ -24,8 +24,8 @@ class Directory(Sequence[Entry]):
     ) -> None:
         self._listed = listed
         #: Every contact in composition order; sorted into the document's order (`order`)
-        #: only when asked for (`everyone`), and a search's matches alone otherwise: the
-        #: collation keys of 100k names take seconds.
+        #: when the index is built or `everyone` is asked for, never on the event loop
+        #: while composing: the collation keys of 100k names take seconds.
         self._composed = everyone
         self._order = order
         self._everyone: Sequence[Entry] | None = None if order is not None else everyone
@@ -101,14 +101,15 @@ class Directory(Sequence[Entry]):
     def _build(self) -> SearchIndex:
         with self._building:
             if self._index is None:
-                self._index = SearchIndex(self._composed, self._numbers, self._stand_in)
+                # Over the document's order (sorted here, off the event loop): matches
+                # come out in it, and a number two contacts share finds the first.
+                self._index = SearchIndex(self.everyone, self._numbers, self._stand_in)
                 self._stand_in = None  # the old one can go
             return self._index
 
     def search(self, term: str) -> Sequence[Entry]:
-        """Every entry matching `term`, in the document's order."""
-        found = self.search_index().search(term)
-        return found if self._order is None else sorted(found, key=self._order)
+        """Every entry matching `term`, in the document's order (the index's)."""
+        return self.search_index().search(term)
 
     def lookup(self, number: str) -> Match | None:
         return self.search_index().lookup(number)

@@ -315,3 +315,15 @@ def test_matches_come_in_the_documents_order_though_composed_in_the_sources() ->
     assert names(directory.search("a")) == ["Anna A", "Ärger A", "Zoe A"]
     assert names(directory.everyone) == ["Anna A", "Ärger A", "Zoe A"]
     assert directory.size == 3 and len(directory) == 1
+
+
+def test_a_number_two_contacts_share_finds_the_first_in_the_documents_order() -> None:
+    from gateway.directory import Directory
+    from gateway.listing import order_key
+
+    zora = person("Zora Zed", business_number=("+49 30 2094 1100",))
+    anna = person("Anna Müller", business_number=("+49 30 2094 1100",))
+    # Composed Zora first (her card's file name comes first); listed, Anna comes first.
+    directory = Directory([anna, zora], [zora, anna], NumberFormat(), order=order_key("display"))
+    found = directory.lookup("+493020941100")
+    assert found is not None and found.entry is anna

@@ -121,7 +121,7 @@ async def node(
 #: by ETag, for element GETs: a 1,000-entry document takes milliseconds to parse, a node
 #: selector microseconds to follow. Only read from (a change parses a copy of its own).
 _INDEXES: OrderedDict[str, ElementIndex] = OrderedDict()
-CACHED_INDEXES = 8
+CACHED_INDEXES = 4
 
 
 def _index(rendered: Rendered) -> ElementIndex:

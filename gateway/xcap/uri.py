@@ -91,15 +91,25 @@ def request_path(request: web.Request, xcap_root: str) -> XcapPath | None:
         raw = request.rel_url.raw_path
         if request.rel_url.raw_query_string:
             raw += "?" + request.rel_url.raw_query_string
-        request[_PATH] = _parsed(raw, xcap_root)
+        # A phone's URL is short; a long one (a client's junk) is parsed, not remembered.
+        short = len(raw) <= CACHED_PATH_LENGTH
+        request[_PATH] = _parsed(raw, xcap_root) if short else _parse(raw, xcap_root)
     return request[_PATH]
+
+
+#: The longest URL whose parse is remembered.
+CACHED_PATH_LENGTH = 256
+
+
+def _parse(raw: str, xcap_root: str) -> XcapPath | None:
+    try:
+        return parse_xcap_path(raw, xcap_root)
+    except UnicodeDecodeError:
+        return None
 
 
 @functools.lru_cache(maxsize=4096)
 def _parsed(raw: str, xcap_root: str) -> XcapPath | None:
     """parse_xcap_path, remembered: phones poll the same few URLs over and over (an
     XcapPath is immutable; a client sending ever new paths only cycles the cache)."""
-    try:
-        return parse_xcap_path(raw, xcap_root)
-    except UnicodeDecodeError:
-        return None
+    return _parse(raw, xcap_root)

@@ -144,16 +144,17 @@ class ElementIndex:
     def __init__(self, root: etree._Element, body: bytes) -> None:
         self.root = root
         self.body = body
-        # Holding every element keeps lxml's proxies (and so their identity) alive.
-        self._elements = [node for node in root.iter() if isinstance(node.tag, str)]
-        self._positions = {node: index for index, node in enumerate(self._elements)}
         self._offsets: list[tuple[int, int]] | None = None
 
     def span(self, element: etree._Element) -> tuple[int, int]:
         """Byte offsets [start, end) of `element`, as element_span gives them."""
         if self._offsets is None:
             self._offsets = _element_offsets(self.body)
-        start, end_tag = self._offsets[self._positions[element]]
+        # Its place in document order, counted by libxml2: the elements before it.
+        counted = element.xpath("count(preceding::*) + count(ancestor::*)")
+        assert isinstance(counted, float)  # what XPath's count() gives
+        position = int(counted)
+        start, end_tag = self._offsets[position]
         start_tag_end = _tag_end(self.body, start)
         if self.body[start_tag_end - 2 : start_tag_end] == b"/>":  # `<x/>`: no end tag
             return start, start_tag_end
