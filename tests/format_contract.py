@@ -66,14 +66,19 @@ class FormatContract:
         config = make_config(document=f'formats = ["counterpath", "{self.format}"]')
         return await aiohttp_client(create_app(config))
 
-    async def test_the_output_is_well_formed_and_holds_everyone_with_a_number(
-        self, client: Client
-    ) -> None:
-        response = await client.get(self.url())
+    async def read_all(self, client: Client, url: str) -> list[tuple[str, list[str]]]:
+        """Every entry the phone ends up with from `url`: one GET, or for a format that
+        pages, every page (a subclass follows its links)."""
+        response = await client.get(url)
         assert response.status == 200
         body = await response.read()
         etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
-        entries = self.read(body)
+        return self.read(body)
+
+    async def test_the_output_is_well_formed_and_holds_everyone_with_a_number(
+        self, client: Client
+    ) -> None:
+        entries = await self.read_all(client, self.url())
         names = " ".join(name for name, _ in entries)
         assert "Smith & <Sons>" in names  # escaped on the wire, intact when read
         assert "Jürgen" in names or "Müller" in names

@@ -104,19 +104,11 @@ class TestSnomBrowser(FormatContract):
     def read(self, body: bytes) -> list[tuple[str, list[str]]]:
         return [(name, [number]) for name, number in read_page(body).lines]
 
-    async def test_the_output_is_well_formed_and_holds_everyone_with_a_number(
-        self, client: Client
-    ) -> None:
-        # The contract's test over every page: one page holds 50 lines, not the book.
-        pages = await walk(client, self.url())
-        assert len(pages) > 1 and all(len(page.lines) == PAGE_SIZE for page in pages[:-1])
-        lines = [line for page in pages for line in page.lines]
-        names = " ".join(name for name, _ in lines)
-        assert "Smith & <Sons> \"Ltd\" 'x'" in names
-        assert "Jürgen Müller-Straße" in names
-        numbers = {number for _, number in lines}
-        assert {"+49301111", "+491712222", "sip:anna.mueller@brandt-soehne.de"} <= numbers
-        assert "Nobody Without Number" not in names
+    async def read_all(self, client: Client, url: str) -> list[tuple[str, list[str]]]:
+        # A page holds at most PAGE_SIZE lines, not the book: every page, through Next.
+        pages = await walk(client, url)
+        assert all(len(page.lines) == PAGE_SIZE for page in pages[:-1])
+        return [(name, [number]) for page in pages for name, number in page.lines]
 
     async def test_the_first_page_and_its_soft_keys(self, client: Client) -> None:
         page = read_page(await fetch(client, self.url()))
