@@ -140,6 +140,8 @@ class FormatContract:
             return
         assert found and all("Jürgen" in name for name, _ in found)
         assert by_digits and all("Smith & <Sons>" in name for name, _ in by_digits)
+        nobody = await (await client.get(self.url(), params={"q": "zzzqqq"})).read()
+        assert self.read(nobody) == []
 
     async def test_the_cap_holds_and_search_looks_past_it(
         self, aiohttp_client: ClientFactory, make_config: ConfigFactory, contacts_dir: Path

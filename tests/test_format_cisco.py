@@ -188,17 +188,30 @@ def names_of(pages: list[Page], i: int) -> list[tuple[str, str]]:
     return [line for page in pages for line in page.lines if line[0].startswith(prefix)]
 
 
-class TestCisco(FormatContract):
-    format = "cisco"
+class LinePages(FormatContract):
+    """The contract for a format of one line per number in pages (Cisco's, the Snom
+    minibrowser's): the phone's entries are the lines of every page, through Next."""
+
+    page_size = 0
+
+    def read_page(self, body: bytes) -> Page:
+        raise NotImplementedError
 
     def read(self, body: bytes) -> list[tuple[str, list[str]]]:
-        return [(name, [number]) for name, number in read_page(body).lines]
+        return [(name, [number]) for name, number in self.read_page(body).lines]
 
     async def read_all(self, client: Client, url: str) -> list[tuple[str, list[str]]]:
-        # A page holds at most PAGE_SIZE lines, not the book: every page, through Next.
-        pages = await walk(client, url)
-        assert all(len(page.lines) == PAGE_SIZE for page in pages[:-1])
+        pages = await walk(client, url, self.read_page)
+        assert all(len(page.lines) == self.page_size for page in pages[:-1])
         return [(name, [number]) for page in pages for name, number in page.lines]
+
+
+class TestCisco(LinePages):
+    format = "cisco"
+    page_size = PAGE_SIZE
+
+    def read_page(self, body: bytes) -> Page:
+        return read_page(body)
 
     async def test_the_first_page_and_its_soft_keys(self, client: Client) -> None:
         page = read_page(await fetch(client, self.url()))

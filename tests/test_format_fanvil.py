@@ -49,13 +49,6 @@ class TestFanvil(FormatContract):
         assert response.content_type == "text/xml"
         assert b"clearlight" not in await response.read()
 
-    async def test_search_through_q_finds_by_name_prefix_and_digits(self, client: Client) -> None:
-        names = self.read(await (await client.get(self.url() + "?q=mull")).read())
-        assert names and all("Müller" in name for name, _ in names)
-        digits = self.read(await (await client.get(self.url() + "?q=3333")).read())
-        assert [name for name, _ in digits] == ["Jürgen Müller-Straße"]
-        assert self.read(await (await client.get(self.url() + "?q=zzzqqq")).read()) == []
-
 
 def test_the_exact_bytes_of_an_entry() -> None:
     entry = Entry("1", "Jane Doe", {"business_number": ("+49 30 1234",)})

@@ -48,13 +48,6 @@ class TestYealink(FormatContract):
             for entry in root.iter("DirectoryEntry")
         ]
 
-    async def test_search_through_q_finds_by_name_prefix_and_digits(self, client: Client) -> None:
-        names = self.read(await (await client.get(self.url() + "?q=mull")).read())
-        assert names and all("Müller" in name for name, _ in names)
-        digits = self.read(await (await client.get(self.url() + "?q=3333")).read())
-        assert [name for name, _ in digits] == ["Jürgen Müller-Straße"]
-        assert self.read(await (await client.get(self.url() + "?q=zzzqqq")).read()) == []
-
 
 def test_a_vip_card_is_marked_vip_and_others_are_not() -> None:
     from gateway.entry import Entry

@@ -20,10 +20,11 @@ from gateway.app import create_app
 from gateway.formats import BadQuery, Query, load_format
 from gateway.formats.snom_browser import PAGE_SIZE
 from tests.conftest import ConfigFactory
-from tests.format_contract import USER, FormatContract
+from tests.format_contract import USER
 from tests.test_format_cisco import (
     CAP,
     PEOPLE,
+    LinePages,
     Page,
     dialled,
     fetch,
@@ -98,17 +99,12 @@ async def search_form(client: Client, page: Page) -> tuple[etree._Element, str, 
     return form, url, token
 
 
-class TestSnomBrowser(FormatContract):
+class TestSnomBrowser(LinePages):
     format = "snom-browser"
+    page_size = PAGE_SIZE
 
-    def read(self, body: bytes) -> list[tuple[str, list[str]]]:
-        return [(name, [number]) for name, number in read_page(body).lines]
-
-    async def read_all(self, client: Client, url: str) -> list[tuple[str, list[str]]]:
-        # A page holds at most PAGE_SIZE lines, not the book: every page, through Next.
-        pages = await walk(client, url)
-        assert all(len(page.lines) == PAGE_SIZE for page in pages[:-1])
-        return [(name, [number]) for page in pages for name, number in page.lines]
+    def read_page(self, body: bytes) -> Page:
+        return read_page(body)
 
     async def test_the_first_page_and_its_soft_keys(self, client: Client) -> None:
         page = read_page(await fetch(client, self.url()))

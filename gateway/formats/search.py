@@ -4,7 +4,7 @@ entries the query asks for, with how many matched in all.
 The gateway hands formats a `Directory`, whose `search` uses the index built once per
 composition over every contact before the cap (names by word prefix, case and accents
 ignored; the company; numbers by digits, raw and in E.164 form). A plain sequence (a
-third-party test, say) is searched by a linear scan with the same name rules."""
+third-party format's own test, say) gets an index of its own, made for the one search."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Protocol, runtime_checkable
 
 from gateway.entry import Entry
 from gateway.formats import Query
-from gateway.text import fold, words_of
+from gateway.numbers import NumberFormat
+from gateway.search_index import SearchIndex
 
 #: The matches a search answers when it asks for no `limit`.
 SEARCH_PAGE = 200
@@ -48,7 +49,9 @@ def select(entries: Sequence[Entry], query: Query, page_size: int | None = None)
     found: Sequence[Entry] = entries
     if query.q:
         found = (
-            entries.search(query.q) if isinstance(entries, Searchable) else scan(entries, query.q)
+            entries.search(query.q)
+            if isinstance(entries, Searchable)
+            else SearchIndex(entries, NumberFormat()).search(query.q)
         )
     limit = query.limit
     if query.q and limit is None:
@@ -67,23 +70,4 @@ def matching(entries: Sequence[Entry], query: Query) -> Sequence[Entry]:
     return select(entries, query).entries
 
 
-def scan(entries: Sequence[Entry], term: str) -> list[Entry]:
-    """A linear search: every word of the term starts a word of the name or company; or,
-    for a term of digits, the digits appear in a number."""
-    words = words_of(term)
-    digits = "".join(c for c in term if c.isdigit())
-    numeric = not any(c.isalpha() for c in term)
-
-    def matches(entry: Entry) -> bool:
-        if numeric and digits:
-            for kind in ("business_number", "mobile_number", "home_number"):
-                for number in entry.get(kind):
-                    if digits in "".join(c for c in number if c.isdigit()):
-                        return True
-        names = words_of(f"{entry.display_name} {entry.get('company') or ''}")
-        return bool(words) and all(any(n.startswith(w) for n in names) for w in words)
-
-    return [entry for entry in entries if matches(entry)]
-
-
-__all__ = ["Page", "Searchable", "fold", "matching", "scan", "select"]
+__all__ = ["Page", "Searchable", "matching", "select"]
