@@ -16,9 +16,15 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from vobject.base import backslashEscape
-from vobject.icalendar import stringToTextValues
 
-from connectors.vcard_lines import Card, Line, clean_text, decode_param, encode_param
+from connectors.vcard_lines import (
+    Card,
+    Line,
+    clean_text,
+    decode_param,
+    encode_param,
+    text_values,
+)
 from gateway.model import Contact
 
 _FLAGS = ("vip", "dnd")  # CATEGORIES values that are flags on the phone
@@ -108,7 +114,7 @@ def read_slots(card: Card) -> dict[str, Slots]:
         elif (name == "IMPP" and line.value.lower().startswith("sip:")) or name == "X-SIP":
             add("sip", line, _strip_scheme(line.text().strip(), "sip:"))
         elif name == "CATEGORIES":
-            for category in stringToTextValues(line.value):
+            for category in text_values(line.value):
                 if category.strip():
                     add(name, line, category.strip())
         elif name == XPROP:

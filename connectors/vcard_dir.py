@@ -23,16 +23,27 @@ import os
 import stat
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from connectors.vcard import card_to_contact, for_new_card, new_card, write_contact
-from connectors.vcard_lines import Card, split_cards
+from connectors.vcard_files import (
+    SUFFIX,
+    ParsedFile,
+    check_folder,
+    file_name,
+    parse_file,
+    read_stamped,
+    scan_files,
+    stamp,
+)
+from connectors.vcard_lines import Card
 from gateway.connector import (
     AlreadyExists,
     ConfigPath,
     Connector,
+    ConnectorError,
     ConnectorSettings,
     NotFound,
     Unavailable,
@@ -41,7 +52,6 @@ from gateway.connector import (
 )
 from gateway.model import Contact, UserRef
 
-SUFFIX = ".vcf"
 #: New files: the kernel takes the umask off, as for a file any editor creates.
 _NEW_FILE_MODE = 0o666
 
@@ -52,13 +62,11 @@ class VcardDirSettings(ConnectorSettings):
     version: Literal["3.0", "4.0"] = "3.0"
 
 
-@dataclass
-class _File:
-    """A parsed file, kept while its size and modification time stay the same."""
-
-    stamp: tuple[int, int]
-    segments: list[tuple[bool, str]]
-    cards: dict[str, tuple[int, Card]]  # href -> (segment index, card)
+#: What a scan keeps of a file while its stamp stays the same: the stamp and its card's
+#: etag (the href is the file name), or its cards' (href, etag) when it holds several.
+#: Not the parsed cards: a parsed card costs some 30 times its text, and a 100,000-card
+#: folder's parses held hundreds of MB that the snapshot holds anyway.
+_Listed = tuple[int, str | tuple[tuple[str, str], ...]]
 
 
 class VcardDirConnector(Connector[VcardDirSettings]):
@@ -70,7 +78,12 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         super().__init__(source, settings, user)
         self.folder = settings.path
         self.version = settings.version
-        self._files: dict[str, _File] = {}
+        self._listed: dict[str, _Listed] = {}
+        #: The contacts of the files the last scan read because they changed, for the
+        #: get_many that follows (a sync fetches what changed): a large folder is read
+        #: and parsed once at start, not twice. get_many takes them; the next scan or
+        #: get_many drops the rest.
+        self._scanned: dict[str, Contact] = {}
         self._write_lock = threading.Lock()
 
     async def list(self) -> AsyncIterator[tuple[str, str]]:
@@ -107,52 +120,63 @@ class VcardDirConnector(Connector[VcardDirSettings]):
             raise Unavailable(f"folder {self.folder} does not exist") from None
         except OSError as exc:
             raise Unavailable(f"cannot read folder {self.folder}: {exc.strerror}") from exc
-        self._files = {name: f for name, f in self._files.items() if name in names}
+        # A set: `in` on the sorted list made each rescan of a 100,000-file folder
+        # quadratic (minutes of CPU on every sync).
+        present = set(names)
+        self._listed = {name: f for name, f in self._listed.items() if name in present}
+        self._scanned = {}
+        changed = [name for name in names if not self._unchanged(name)]
+        for name, scanned in scan_files(self.folder, self.source, changed).items():
+            if isinstance(scanned, NotFound):
+                continue  # removed between the listing and the read
+            if isinstance(scanned, ConnectorError):
+                raise scanned
+            contacts = scanned.contacts
+            if len(contacts) == 1 and contacts[0].href == name:
+                # The contact's own strings: its href as the key, its etag as the value.
+                self._listed[contacts[0].href] = (scanned.stamp, contacts[0].etag)
+            else:
+                cards = tuple((contact.href, contact.etag) for contact in contacts)
+                self._listed[name] = (scanned.stamp, cards)
+            self._scanned.update((contact.href, contact) for contact in contacts)
         listing: builtins.list[tuple[str, str]] = []
         for name in names:
-            try:
-                parsed = self._read(name)
-            except NotFound:
-                continue  # removed between the listing and the read
-            listing.extend((href, card.etag()) for href, (_, card) in parsed.cards.items())
+            if (listed := self._listed.get(name)) is not None:
+                kept = listed[1]
+                if isinstance(kept, str):
+                    listing.append((name, kept))
+                else:
+                    listing.extend(kept)
         return listing
 
-    def _read(self, name: str) -> _File:
-        path = self.folder / name
+    def _unchanged(self, name: str) -> bool:
+        """Whether `name` is as the last scan read it (same modification time and size)."""
+        cached = self._listed.get(name)
+        if cached is None:
+            return False
+        path = os.path.join(self.folder, name)
         try:
-            stat = path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-            cached = self._files.get(name)
-            if cached is not None and cached.stamp == stamp:
-                return cached
-            # newline="": keep CRLF as it is, so untouched cards are rewritten byte for byte.
-            with path.open(encoding="utf-8-sig", newline="") as handle:
-                text = handle.read()
-        except UnicodeDecodeError as exc:
-            raise Unavailable(f"{path} is not UTF-8 (byte {exc.start}): convert it") from exc
+            info = os.stat(path)
         except FileNotFoundError:
-            self._check_folder()  # no folder is not "no card": that would lose changes
-            raise NotFound(name) from None
+            return False  # read again: gone, or only its folder is
         except OSError as exc:
             raise Unavailable(f"cannot read {path}: {exc.strerror}") from exc
-        parsed = _parse_file(name, text, stamp)
-        self._files[name] = parsed
-        return parsed
+        return cached[0] == stamp(info)
+
+    def _read(self, name: str) -> ParsedFile:
+        return parse_file(name, read_stamped(self.folder, name)[0])
+
+    def _forget(self, name: str) -> None:
+        """Drop what was kept of `name`: after a write it is read from disk again."""
+        self._listed.pop(name, None)
+        for href in [h for h in self._scanned if file_name(h) == name]:
+            del self._scanned[href]
 
     def _check_folder(self) -> None:
-        """Unavailable unless the folder is there (a missing card in a missing folder may
-        come back with the folder: its changes are retried, not dropped)."""
-        try:
-            is_folder = self.folder.is_dir()
-        except OSError as exc:
-            raise Unavailable(f"cannot read folder {self.folder}: {exc.strerror}") from exc
-        if not is_folder:
-            raise Unavailable(f"folder {self.folder} does not exist")
+        check_folder(self.folder)
 
-    def _locate(self, href: str) -> tuple[str, _File, int, Card]:
-        name = href.split("#", 1)[0]
-        if "/" in name or "\\" in name or not name.endswith(SUFFIX) or name.startswith("."):
-            raise NotFound(href)
+    def _locate(self, href: str) -> tuple[str, ParsedFile, int, Card]:
+        name = file_name(href)
         parsed = self._read(name)
         if href not in parsed.cards:
             raise NotFound(href)
@@ -164,13 +188,24 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         return card_to_contact(card, self.source, href)
 
     def _get_many(self, hrefs: builtins.list[str]) -> builtins.list[Contact]:
-        found = []
+        """The cards of `hrefs` that exist: as the scan just read them if it did, else
+        read now, each file parsed once (not again for each of its cards)."""
+        scanned, self._scanned = self._scanned, {}
+        found = {href: scanned[href] for href in hrefs if href in scanned}
+        wanted: dict[str, builtins.list[str]] = {}
         for href in hrefs:
+            with contextlib.suppress(NotFound):
+                if href not in found:
+                    wanted.setdefault(file_name(href), []).append(href)
+        for name, in_file in wanted.items():
             try:
-                found.append(self._get(href))
+                parsed = self._read(name)
             except NotFound:
                 continue
-        return found
+            for href in in_file:
+                if (hit := parsed.cards.get(href)) is not None:
+                    found[href] = card_to_contact(hit[1], self.source, href)
+        return [found[href] for href in hrefs if href in found]
 
     def _create(self, contact: Contact) -> Contact:
         # The file is named after the entry_id (made safe: a phone's text never becomes
@@ -224,7 +259,7 @@ class VcardDirConnector(Connector[VcardDirSettings]):
                     except OSError as exc:
                         raise Unavailable(f"cannot remove {name}: {exc.strerror}") from exc
                     self._sync_folder()
-            self._files.pop(name, None)
+            self._forget(name)
 
     def _replace(self, name: str, segments: builtins.list[tuple[bool, str]]) -> None:
         target = self.folder / name
@@ -235,7 +270,7 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         temporary = self._write_temporary("".join(text for _, text in segments), like)
         with _removed_on_failure(temporary, f"cannot write {name}"):
             os.replace(temporary, target)
-        self._files.pop(name, None)
+        self._forget(name)
         self._sync_folder()
 
     def _write_temporary(self, text: str, like: os.stat_result | None) -> Path:
@@ -286,7 +321,7 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         try:
             yield
         except BaseException:
-            self._files.pop(name, None)
+            self._forget(name)
             raise
 
     def _make_folder(self) -> None:
@@ -340,19 +375,3 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _parse_file(name: str, text: str, stamp: tuple[int, int]) -> _File:
-    segments = split_cards(text)
-    cards = [(i, Card.parse(t)) for i, (is_card, t) in enumerate(segments) if is_card]
-    indexed: dict[str, tuple[int, Card]] = {}
-    anonymous = 0
-    for index, card in cards:
-        href = name if len(cards) == 1 else f"{name}#{card.uid}"
-        if len(cards) > 1 and (not card.uid or href in indexed):
-            # Numbered among the cards without a (unique) UID only, so removing a card
-            # that has one does not renumber the others.
-            href = f"{name}#{anonymous}"
-            anonymous += 1
-        indexed[href] = (index, card)
-    return _File(stamp, segments, indexed)

@@ -8,6 +8,7 @@ was served with the one it sent and applies only the fields that differ.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +113,12 @@ def contact_to_entry(
                 seen.add(key)
                 unique.append(number)
         if unique:
-            fields[prop] = tuple(unique)
+            stored_numbers = contact.numbers(kind)
+            # The contact's own tuple when nothing changed: one copy per number list.
+            same = len(unique) == len(stored_numbers) and all(
+                a is b for a, b in zip(unique, stored_numbers, strict=True)
+            )
+            fields[prop] = stored_numbers if same else tuple(unique)
     if category := _shown_category(contact, default_category):
         fields["category"] = category
     extra = dict(contact.extra)
@@ -134,7 +140,12 @@ def _carriable(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
     the version recorded as served is what the phone got, and sending it back is no edit)."""
     clean: dict[str, FieldValue] = {}
     for name, value in fields.items():
-        shown = tuple(carriable(v) for v in value) if isinstance(value, tuple) else carriable(value)
+        if isinstance(value, tuple):
+            cleaned = tuple(carriable(v) for v in value)
+            # The same tuple when nothing was dropped: no copy per entry.
+            shown: FieldValue = value if cleaned == value else cleaned
+        else:
+            shown = carriable(value)
         if (name := carriable(name)) and shown:
             clean.setdefault(name, shown)
     return clean
@@ -142,8 +153,8 @@ def _carriable(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
 
 def _shown_category(contact: Contact, default: str | None) -> str:
     for category in contact.categories:
-        if category.lower() in KNOWN_CATEGORIES:
-            return category.lower()
+        if (known := category.lower()) in KNOWN_CATEGORIES:
+            return sys.intern(known)  # one copy, not one per entry
     if contact.categories:
         return contact.categories[0]
     return default or ""

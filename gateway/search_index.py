@@ -14,21 +14,25 @@ contact of the document before the cap.
 from __future__ import annotations
 
 import bisect
-import re
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import phonenumbers
 
 from gateway.entry import Entry
+from gateway.index_build import (
+    NUMBER_KINDS,
+    Reading,
+    Tables,
+    build_anywhere,
+    decode,
+    dialled,
+    rows_of,
+)
 from gateway.numbers import NumberFormat, is_extension
 from gateway.text import words_of
 
-#: The numbers search and lookup look at, in the order a lookup reports the kind.
-NUMBER_KINDS = ("business_number", "mobile_number", "home_number", "sip_address")
-#: What a dialled number may contain besides digits and separators.
-_DIALLED = re.compile(r"[^0-9+*#]")
-_SEPARATOR = "\n"
 #: Longer than any telephone number: a lookup of more is no number.
 MAX_NUMBER = 64
 
@@ -42,18 +46,10 @@ class Match:
     kind: str
 
 
-def dialled(number: str) -> str:
-    """A number without separators: digits, `+`, `*` and `#`."""
-    return _DIALLED.sub("", number)
-
-
-def _sip_user(address: str) -> str:
-    """The user part of a SIP address when it is a number (`sip:1234@pbx` -> `1234`)."""
-    user = address.removeprefix("sip:").removeprefix("sips:").partition("@")[0]
-    return user if user and dialled(user) == user else ""
-
-
 class SearchIndex:
+    """Search and lookup over a composition's entries (see index_build for the tables;
+    a big book's are built in a worker process: construct it off the event loop)."""
+
     def __init__(
         self,
         entries: Sequence[Entry],
@@ -62,65 +58,22 @@ class SearchIndex:
     ) -> None:
         self.entries = entries
         self.numbers = numbers
-        #: Number -> its E.164 reading: parsing is most of a build's cost, and the next
-        #: composition of the book reads the same numbers again (taken from `previous`).
-        self.readings: dict[str, tuple[str, str] | None] = {}
         region = numbers.region
         #: `+` and the document's country code: national numbers are looked up in it only.
         self._home = f"+{phonenumbers.country_code_for_region(region)}" if region else "+"
-        known = previous.readings if previous is not None and previous.numbers is numbers else {}
-        pairs: list[tuple[str, int]] = []
-        digit_runs: list[str] = []
-        self._by_e164: dict[str, tuple[int, str, str]] = {}
-        self._by_raw: dict[str, tuple[int, str, str]] = {}
-        self._by_national: dict[str, tuple[int, str, str]] = {}
-        for rank, entry in enumerate(entries):
-            # The display name, the company, and the name parts (a template may leave
-            # one out of the display name; Gigaset searches by surname).
-            text = " ".join(
-                value
-                for name in ("company", "given_name", "surname")
-                if isinstance(value := entry.get(name), str)
-            )
-            pairs.extend((word, rank) for word in set(words_of(f"{entry.display_name} {text}")))
-            digit_runs.append(self._add_numbers(rank, entry, known))
-        pairs.sort()
-        self._words = [word for word, _ in pairs]
-        self._word_ranks = [rank for _, rank in pairs]
-        self._haystack = _SEPARATOR.join(digit_runs)
-        self._starts: list[int] = []
-        position = 0
-        for run in digit_runs:
-            self._starts.append(position)
-            position += len(run) + 1
+        # The numbers' readings of the book's previous index, in the same format.
+        known = previous.readings if previous and previous.numbers is numbers else b""
+        self._tables: Tables = build_anywhere(rows_of(entries), numbers, self._home, known)
 
-    def _add_numbers(
-        self, rank: int, entry: Entry, known: dict[str, tuple[str, str] | None]
-    ) -> str:
-        """Index the entry's numbers for lookup; its digit forms for search."""
-        forms: list[str] = []
-        for kind in NUMBER_KINDS:
-            for shown in entry.get(kind):
-                number = _sip_user(shown) if kind == "sip_address" else shown
-                raw = dialled(number)
-                if not raw:
-                    continue
-                found = (rank, shown, kind.removesuffix("_number").removesuffix("_address"))
-                self._by_raw.setdefault(raw, found)
-                matched = known[number] if number in known else self.numbers.matchable(number)
-                self.readings[number] = matched
-                # The digits as shown (`+49 (0)30 …`, an extension after the number, an
-                # outside-line prefix) and, where they differ, the E.164 digits.
-                shown_digits = raw.lstrip("+").replace("*", "").replace("#", "")
-                forms.append(shown_digits)
-                if matched:
-                    e164, national = matched
-                    self._by_e164.setdefault(e164, found)
-                    if e164.startswith(self._home):  # another country's is no local number
-                        self._by_national.setdefault(national, found)
-                    if e164[1:] != shown_digits:
-                        forms.append(e164[1:])
-        return " ".join(forms)
+    @property
+    def readings(self) -> bytes:
+        """The numbers' readings, pickled: the next index of the book starts from them."""
+        return self._tables.readings
+
+    def reading(self, number: str) -> Reading:
+        """(E.164 form, national number) of a number of the book, as the build read it."""
+        readings: dict[str, Reading] = pickle.loads(self._tables.readings)
+        return readings.get(number)
 
     def search(self, term: str) -> list[Entry]:
         """Every entry matching `term`, in the document's order: all its words start a
@@ -138,22 +91,23 @@ class SearchIndex:
         return [self.entries[rank] for rank in sorted(ranks or ())]
 
     def _prefix_ranks(self, word: str) -> set[int]:
-        low = bisect.bisect_left(self._words, word)
-        high = bisect.bisect_left(self._words, word + "\U0010ffff")
-        return set(self._word_ranks[low:high])
+        tables = self._tables
+        low = bisect.bisect_left(tables.words, word)
+        high = bisect.bisect_left(tables.words, word + "\U0010ffff")
+        return set(tables.word_ranks[tables.word_starts[low] : tables.word_starts[high]])
 
     def _number_ranks(self, term: str) -> set[int]:
         ranks: set[int] = set()
+        haystack, starts = self._tables.haystack, self._tables.starts
         for digits in self._digit_forms(term):
-            position = self._haystack.find(digits)
+            position = haystack.find(digits)
             while position >= 0:
-                rank = bisect.bisect_right(self._starts, position) - 1
+                rank = bisect.bisect_right(starts, position) - 1
                 ranks.add(rank)
                 # On to the next entry: one match per entry is enough.
-                following = self._starts[rank + 1] if rank + 1 < len(self._starts) else None
-                if following is None:
+                if rank + 1 >= len(starts):
                     break
-                position = self._haystack.find(digits, following)
+                position = haystack.find(digits, starts[rank + 1])
         return ranks
 
     def _digit_forms(self, term: str) -> set[str]:
@@ -196,15 +150,25 @@ class SearchIndex:
         raw = dialled(number)
         if not raw:
             return None
+        tables = self._tables
         found = None
         if e164 := self.numbers.e164(number):
-            found = self._by_e164.get(e164)
-        found = found or self._by_raw.get(raw)
+            found = tables.by_e164.get(e164)
+        if found is None:
+            found = tables.by_raw.get(raw)
+        if found is None and raw.startswith("+"):
+            # These very digits as a number's E.164 form (kept there only, not twice).
+            found = tables.by_e164.get(raw)
         if found is None and not e164 and raw.isdigit() and not is_extension(raw):
             # A national number without its trunk prefix (`301234567`): the whole of it,
             # never the end of a longer number (`12015550123` is not `201 5550123`).
-            found = self._by_national.get(raw)
+            found = tables.by_national.get(raw)
+            if found is None and self._home != "+":
+                found = tables.by_e164.get(self._home + raw)
         if found is None:
             return None
-        rank, shown, kind = found
-        return Match(self.entries[rank], shown, kind)
+        rank, kind, position = decode(found)
+        entry = self.entries[rank]
+        name = NUMBER_KINDS[kind]
+        shown = entry.get(name)[position]
+        return Match(entry, shown, name.removesuffix("_number").removesuffix("_address"))
