@@ -32,10 +32,11 @@ from connectors.vcard_files import (
     SUFFIX,
     ParsedFile,
     check_folder,
+    contacts_of,
     file_name,
+    list_files,
     parse_file,
     read_stamped,
-    scan_files,
     stamp,
 )
 from connectors.vcard_lines import Card
@@ -79,11 +80,12 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         self.folder = settings.path
         self.version = settings.version
         self._listed: dict[str, _Listed] = {}
-        #: The contacts of the files the last scan read because they changed, for the
+        #: The text of each file the last scan read because it changed, for the
         #: get_many that follows (a sync fetches what changed): a large folder is read
-        #: and parsed once at start, not twice. get_many takes them; the next scan or
-        #: get_many drops the rest.
-        self._scanned: dict[str, Contact] = {}
+        #: once at start, not twice. Texts, not contacts: after a restart every file is
+        #: read and nearly none is fetched (the snapshot has them). get_many takes
+        #: them; the next scan drops the rest.
+        self._unread: dict[str, str] = {}
         self._write_lock = threading.Lock()
 
     async def list(self) -> AsyncIterator[tuple[str, str]]:
@@ -124,21 +126,18 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         # quadratic (minutes of CPU on every sync).
         present = set(names)
         self._listed = {name: f for name, f in self._listed.items() if name in present}
-        self._scanned = {}
+        self._unread = {}
         changed = [name for name in names if not self._unchanged(name)]
-        for name, scanned in scan_files(self.folder, self.source, changed).items():
-            if isinstance(scanned, NotFound):
+        for name, found in list_files(self.folder, changed).items():
+            if isinstance(found, NotFound):
                 continue  # removed between the listing and the read
-            if isinstance(scanned, ConnectorError):
-                raise scanned
-            contacts = scanned.contacts
-            if len(contacts) == 1 and contacts[0].href == name:
-                # The contact's own strings: its href as the key, its etag as the value.
-                self._listed[contacts[0].href] = (scanned.stamp, contacts[0].etag)
+            if isinstance(found, ConnectorError):
+                raise found
+            if len(found.cards) == 1 and found.cards[0][0] == name:
+                self._listed[name] = (found.stamp, found.cards[0][1])
             else:
-                cards = tuple((contact.href, contact.etag) for contact in contacts)
-                self._listed[name] = (scanned.stamp, cards)
-            self._scanned.update((contact.href, contact) for contact in contacts)
+                self._listed[name] = (found.stamp, found.cards)
+            self._unread[name] = found.text
         listing: builtins.list[tuple[str, str]] = []
         for name in names:
             if (listed := self._listed.get(name)) is not None:
@@ -169,8 +168,7 @@ class VcardDirConnector(Connector[VcardDirSettings]):
     def _forget(self, name: str) -> None:
         """Drop what was kept of `name`: after a write it is read from disk again."""
         self._listed.pop(name, None)
-        for href in [h for h in self._scanned if file_name(h) == name]:
-            del self._scanned[href]
+        self._unread.pop(name, None)
 
     def _check_folder(self) -> None:
         check_folder(self.folder)
@@ -188,24 +186,28 @@ class VcardDirConnector(Connector[VcardDirSettings]):
         return card_to_contact(card, self.source, href)
 
     def _get_many(self, hrefs: builtins.list[str]) -> builtins.list[Contact]:
-        """The cards of `hrefs` that exist: as the scan just read them if it did, else
-        read now, each file parsed once (not again for each of its cards)."""
-        scanned, self._scanned = self._scanned, {}
-        found = {href: scanned[href] for href in hrefs if href in scanned}
-        wanted: dict[str, builtins.list[str]] = {}
+        """The cards of `hrefs` that exist, each file read (unless the scan just did) and
+        parsed once, not again for each of its cards; many in worker processes."""
+        unread, self._unread = self._unread, {}
+        texts: dict[str, str] = {}
         for href in hrefs:
             with contextlib.suppress(NotFound):
-                if href not in found:
-                    wanted.setdefault(file_name(href), []).append(href)
-        for name, in_file in wanted.items():
-            try:
-                parsed = self._read(name)
-            except NotFound:
-                continue
-            for href in in_file:
-                if (hit := parsed.cards.get(href)) is not None:
-                    found[href] = card_to_contact(hit[1], self.source, href)
+                name = file_name(href)
+                if name not in texts:
+                    texts[name] = unread[name] if name in unread else self._read_text(name)
+        del unread
+        found = contacts_of(self.source, texts)
+        for href, contact in found.items():
+            # The listing's etag as the contact's own string: one copy of each.
+            if (listed := self._listed.get(href)) is not None and listed[1] == contact.etag:
+                self._listed[href] = (listed[0], contact.etag)
         return [found[href] for href in hrefs if href in found]
+
+    def _read_text(self, name: str) -> str:
+        try:
+            return read_stamped(self.folder, name)[0]
+        except NotFound:
+            return ""  # gone since: a file without cards
 
     def _create(self, contact: Contact) -> Contact:
         # The file is named after the entry_id (made safe: a phone's text never becomes

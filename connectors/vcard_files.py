@@ -1,6 +1,6 @@
-"""Reading a vcard-dir folder's files: a file's cards with their hrefs, and a scan of many
-files into their cards' (href, etag) and contacts, in worker processes when there are many
-(parsing is CPU-bound Python: one core per worker, not one for all)."""
+"""Reading a vcard-dir folder's files: a file's cards with their hrefs; many files' cards'
+(href, etag) and text, and many texts' contacts, in worker processes when there are many
+(reading and parsing are CPU-bound Python: one core per worker, not one for all)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from connectors.vcard import card_to_contact
-from connectors.vcard_lines import Card, split_cards
+from connectors.vcard_lines import Card, card_etag, split_cards
 from gateway.connector import ConnectorError, NotFound, Unavailable
-from gateway.heap import give_back
+from gateway.heap import bulk, give_back
 from gateway.model import Contact
 from gateway.process_pool import map_batches
 
+T = TypeVar("T")
 SUFFIX = ".vcf"
 #: Fewer files than this are read here: a pool's start costs more than they do.
 PARALLEL_FROM = 2000
@@ -31,9 +33,10 @@ class ParsedFile:
 
 
 @dataclass(frozen=True)
-class ScannedFile:
+class ListedFile:
     stamp: int  # see `stamp`, as the file was read
-    contacts: tuple[Contact, ...]
+    cards: tuple[tuple[str, str], ...]  # (href, etag)
+    text: str
 
 
 def stamp(info: os.stat_result) -> int:
@@ -98,36 +101,56 @@ def parse_file(name: str, text: str) -> ParsedFile:
     return ParsedFile(segments, indexed)
 
 
-def scan_file(folder: Path, source: str, name: str) -> ScannedFile:
+def list_file(folder: Path, name: str) -> ListedFile:
     text, stamped = read_stamped(folder, name)
+    segments = split_cards(text)
+    cards = [t for is_card, t in segments if is_card]
+    if len(cards) == 1:  # the common case: the href is the file name, no parse needed
+        return ListedFile(stamped, ((name, card_etag(cards[0])),), text)
     parsed = parse_file(name, text)
-    cards = parsed.cards.items()
-    return ScannedFile(stamped, tuple(card_to_contact(card, source, href) for href, (_, card) in cards))
+    return ListedFile(
+        stamped, tuple((href, card.etag()) for href, (_, card) in parsed.cards.items()), text
+    )
 
 
-def scan_files(
-    folder: Path, source: str, names: list[str]
-) -> dict[str, ScannedFile | ConnectorError]:
-    """Each file scanned, or the error reading it gave (NotFound, Unavailable)."""
-    batches = [names[i : i + BATCH] for i in range(0, len(names), BATCH)]
-    if len(names) < PARALLEL_FROM:
-        batches = [names]
-    found: dict[str, ScannedFile | ConnectorError] = {}
-    for results in map_batches(partial(_scan_batch, folder, source), batches):
+def list_files(folder: Path, names: list[str]) -> dict[str, ListedFile | ConnectorError]:
+    """Each file's cards and text, or the error reading it gave (NotFound, Unavailable)."""
+    found: dict[str, ListedFile | ConnectorError] = {}
+    for results in map_batches(partial(_list_batch, folder), _batches(names)):
         found.update(results)
-    if len(names) >= PARALLEL_FROM:
+    return found
+
+
+def contacts_of(source: str, texts: dict[str, str]) -> dict[str, Contact]:
+    """The contacts of each file (name -> text), by href."""
+    found: dict[str, Contact] = {}
+    with bulk():
+        for results in map_batches(partial(_contacts_batch, source), _batches([*texts.items()])):
+            found.update(results)
+    if len(texts) >= PARALLEL_FROM:
         give_back()  # what the results' transfer left in the heap
     return found
 
 
-def _scan_batch(
-    folder: Path, source: str, names: list[str]
-) -> list[tuple[str, ScannedFile | ConnectorError]]:
-    results: list[tuple[str, ScannedFile | ConnectorError]] = []
+def _batches(items: list[T]) -> list[list[T]]:
+    if len(items) < PARALLEL_FROM:
+        return [items]
+    return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
+
+
+def _list_batch(folder: Path, names: list[str]) -> list[tuple[str, ListedFile | ConnectorError]]:
+    results: list[tuple[str, ListedFile | ConnectorError]] = []
     for name in names:
         try:
-            results.append((name, scan_file(folder, source, name)))
+            results.append((name, list_file(folder, name)))
         except ConnectorError as exc:
             results.append((name, exc))
     return results
 
+
+def _contacts_batch(source: str, texts: list[tuple[str, str]]) -> list[tuple[str, Contact]]:
+    return [
+        (href, card_to_contact(card, source, href))
+        for name, text in texts
+        for href, (_, card) in parse_file(name, text).cards.items()
+    ]

@@ -180,6 +180,14 @@ class Card:
         return Line(fold(logical.removesuffix("\r\n"), self.newline), name, params, value, group)
 
 
+def card_etag(text: str) -> str:
+    """Card.parse(text).etag() without the parse: the text of one card (a split_cards
+    segment), ended with a line break as Card.parse ends it."""
+    if text and not text.endswith(("\n", "\r")):
+        text += "\r\n" if "\r\n" in text else "\n"
+    return _digest(text)
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -13,6 +13,7 @@ build's cost) come back as one pickled blob that only the next build opens.
 from __future__ import annotations
 
 import bisect
+import gc
 import pickle
 import re
 from array import array
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.entry import Entry
-from gateway.heap import give_back
+from gateway.heap import bulk, give_back
 from gateway.numbers import NumberFormat
 from gateway.process_pool import run_elsewhere
 from gateway.text import words_of
@@ -185,7 +186,8 @@ def build_anywhere(rows: list[Row], numbers: NumberFormat, home: str, known: byt
         _build_elsewhere, sent, (numbers.style, numbers.region, numbers.prefix), home, known
     )
     del sent
-    tables = _tables_from(pieces)
+    with bulk():
+        tables = _tables_from(pieces)
     del pieces
     give_back()  # the pieces' bytes, tens of MB
     return tables
@@ -195,6 +197,7 @@ def _build_elsewhere(
     sent: list[bytes], number_format: tuple[str, str | None, str], home: str, known: bytes
 ) -> list[bytes]:
     rows: list[Row] = []
+    gc.disable()  # a worker of its own, gone after this build: nothing to collect for
     for piece in sent:
         rows.extend(pickle.loads(piece))
     tables = build(rows, NumberFormat(*number_format), home, known)  # type: ignore[arg-type]

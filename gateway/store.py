@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.heap import bulk
 from gateway.model import Contact
 from gateway.private_files import private_dir, private_file
 
@@ -138,11 +139,16 @@ class Snapshot:
     dropped_phone_ids: dict[str, str] | None = None
 
 
+_FIELDS = tuple(field.name for field in dataclasses.fields(Contact))
+
+
 def encode(contact: Contact) -> str:
     """`contact` as JSON text SQLite can store. A lone surrogate (which UTF-8 cannot encode,
     so SQLite would refuse the whole snapshot) is written as a \\u escape instead, and
     decode gives it back as it was."""
-    fields = dataclasses.asdict(contact)
+    # The fields as they are (json writes tuples as lists): dataclasses.asdict copies
+    # every tuple deeply first, most of a 100,000-contact save's time.
+    fields = {name: getattr(contact, name) for name in _FIELDS}
     text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     try:
         text.encode("utf-8")
@@ -205,12 +211,14 @@ class Store:
             ).fetchone()
             if row is None:
                 return None
-            contacts = {
-                href: decode(data)
-                for href, data in self._db.execute(
-                    "SELECT href, data FROM contacts WHERE source=? AND user=?", (source, user)
-                )
-            }
+            with bulk():
+                contacts = {
+                    href: decode(data)
+                    for href, data in self._db.execute(
+                        "SELECT href, data FROM contacts WHERE source=? AND user=?",
+                        (source, user),
+                    )
+                }
             if row[0] != fingerprint:
                 self._forget(source, user)
                 ids = {c.uid: c.entry_id for c in contacts.values() if c.entry_id}

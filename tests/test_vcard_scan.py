@@ -61,7 +61,9 @@ async def test_a_scan_in_worker_processes_reads_what_one_here_reads(
     here = await read_all(make(folder))
     monkeypatch.setattr(vcard_files, "PARALLEL_FROM", 2)
     monkeypatch.setattr(vcard_files, "BATCH", 3)
-    monkeypatch.setattr(vcard_files, "scan_file", not_here)  # the workers have their own
+    # The workers have their own: these two would fail if the work were done here.
+    monkeypatch.setattr(vcard_files, "list_file", not_here)
+    monkeypatch.setattr(vcard_files, "parse_file", not_here)
     elsewhere = await read_all(make(folder))
     assert elsewhere == here
     assert len(here) == 9 and here["team.vcf#two"].mobile == ("2",)
@@ -94,8 +96,8 @@ async def test_a_file_of_many_cards_is_parsed_once_for_all_of_them(
         parses.append(name)
         return real(name, text)
 
-    monkeypatch.setattr("connectors.vcard_dir.parse_file", counted)
-    connector._scanned.clear()  # as after a restart: nothing kept from the scan
+    monkeypatch.setattr(vcard_files, "parse_file", counted)
+    connector._unread.clear()  # as when the scan was long ago: nothing kept from it
     found = await connector.get_many(hrefs)
     assert len(found) == 50 and parses == ["export.vcf"]
 
