@@ -48,10 +48,25 @@ $(BIN)/.icu: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[icu]'
 	touch $@
 
-test: $(BIN)/.installed $(BIN)/.icu test-servers lint
+# python-ldap (the `ldap-c` extra: [sources.X] client = "python-ldap") builds against Debian's
+# libldap and libsasl2 headers with gcc, installed when missing (as root); make test runs the
+# LDAP connector's tests with both clients.
+LDAP_C_BUILD_PACKAGES := libldap2-dev libsasl2-dev python3-dev gcc
+$(BIN)/.ldap-c: $(BIN)/.installed
+	@if [ ! -e /usr/include/ldap.h ] || [ ! -e /usr/include/sasl/sasl.h ] \
+	    || ! command -v gcc >/dev/null || ! test -e "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("INCLUDEPY"))')/Python.h"; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing $(LDAP_C_BUILD_PACKAGES)"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LDAP_C_BUILD_PACKAGES) >/dev/null; \
+	    fi; \
+	fi
+	$(BIN)/pip install --quiet -e '.[ldap-c]'
+	touch $@
+
+test: $(BIN)/.installed $(BIN)/.icu $(BIN)/.ldap-c test-servers lint
 	$(BIN)/pytest -q
 
-bench-ldap: $(BIN)/.installed test-servers
+bench-ldap: $(BIN)/.installed $(BIN)/.ldap-c test-servers
 	$(BIN)/python -m bench.ldap_pull
 
 bench-carddav: $(BIN)/.installed

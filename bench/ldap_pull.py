@@ -1,9 +1,10 @@
-"""LDAP benchmark: the gateway's full pull beside `ldapsearch` pulling the same entries with
-the same attributes and page size from the same slapd, in the same run; the cost of an
-incremental (content sync) pass that finds no change; and GET latency of a document served
-from memory while a 100k-entry pull runs, beside the same GETs idle.
+"""LDAP benchmark: the gateway's full pull, with each client (`client = "ldap3"`, and
+"python-ldap" when installed), beside `ldapsearch` pulling the same entries with the same
+attributes and page size from the same slapd, in the same run; the cost of an incremental
+(content sync) pass that finds no change; and GET latency of a document served from memory
+while a 100k-entry pull runs (with `client = "auto"`), beside the same GETs idle.
 
-    .venv/bin/python -m bench.ldap_pull [--sizes 10000 100000] [--runs 3]
+    .venv/bin/python -m bench.ldap_pull [--sizes 10000 100000] [--runs 3] [--clients ldap3]
 
 Needs slapd and ldap-utils (`make test-servers`). Prints a table; nothing is asserted.
 """
@@ -28,6 +29,7 @@ from bench.common import (
     timed_get,
 )
 from connectors.ldap import LdapConnector
+from connectors.ldap_fast import available
 from connectors.ldap_settings import LdapSettings
 from tests.ldap import server as slapd
 from tests.support import free_port
@@ -44,7 +46,7 @@ def start_slapd(folder: Path, people: int) -> slapd.Slapd:
     return server
 
 
-def settings(server: slapd.Slapd) -> LdapSettings:
+def settings(server: slapd.Slapd, client: str) -> LdapSettings:
     return LdapSettings.model_validate(
         {
             "url": server.url,
@@ -52,6 +54,7 @@ def settings(server: slapd.Slapd) -> LdapSettings:
             "password": slapd.SERVICE_PASSWORD,
             "base_dn": slapd.PEOPLE,
             "page_size": PAGE_SIZE,
+            "client": client,
         }
     )
 
@@ -130,32 +133,46 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-requests", type=int, default=2000)
+    installed = ["ldap3", "python-ldap"] if available() else ["ldap3"]
+    parser.add_argument("--clients", nargs="+", choices=["ldap3", "python-ldap"], default=installed)
     args = parser.parse_args()
     slapd.ensure_installed()
+    if "python-ldap" not in args.clients:
+        print("python-ldap is not installed (make .venv/bin/.ldap-c): ldap3 only\n")
     print(
-        f"{'entries':>8} {'ldapsearch s':>13} {'gateway s':>10} {'ratio':>6} "
+        f"{'entries':>8} {'client':>12} {'ldapsearch s':>13} {'gateway s':>10} {'ratio':>6} "
         f"{'no-change sync ms':>18}"
     )
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as temp:
             measure(
-                Path(temp), size, args.runs, args.latency_requests if size == max(args.sizes) else 0
+                Path(temp),
+                size,
+                args.runs,
+                args.clients,
+                args.latency_requests if size == max(args.sizes) else 0,
             )
 
 
-def measure(folder: Path, size: int, runs: int, latency_requests: int) -> None:
+def measure_client(server: slapd.Slapd, size: int, runs: int, client: str) -> None:
+    connector = LdapConnector("people", settings(server, client))
+    # ldapsearch is timed beside each client: a busy machine slows both alike.
+    reference = best_of(runs, lambda: ldapsearch(server, connector.attributes))
+    ours = best_of(runs, lambda: gateway_pull(connector, size))
+    token = gateway_pull(connector, size)
+    unchanged = best_of(runs, lambda: gateway_no_change(connector, token))
+    print(
+        f"{size:>8} {client:>12} {reference:>13.2f} {ours:>10.2f} "
+        f"{ours / reference:>6.1f} {unchanged * 1000:>18.1f}",
+        flush=True,
+    )
+
+
+def measure(folder: Path, size: int, runs: int, clients: list[str], latency_requests: int) -> None:
     server = start_slapd(folder, size)
     try:
-        connector = LdapConnector("people", settings(server))
-        reference = best_of(runs, lambda: ldapsearch(server, connector.attributes))
-        ours = best_of(runs, lambda: gateway_pull(connector, size))
-        token = gateway_pull(connector, size)
-        unchanged = best_of(runs, lambda: gateway_no_change(connector, token))
-        print(
-            f"{size:>8} {reference:>13.2f} {ours:>10.2f} {ours / reference:>6.1f} "
-            f"{unchanged * 1000:>18.1f}",
-            flush=True,
-        )
+        for client in clients:
+            measure_client(server, size, runs, client)
         if latency_requests:
             started = time.perf_counter()
             figures = asyncio.run(latency(server, folder, latency_requests))

@@ -2,9 +2,10 @@
 with conditional write-back.
 
 ldap3 blocks, so every operation runs in a worker thread on its own connection (which also
-gives failover across `url` for free). Incremental sync uses RFC 4533 content sync where
-the server offers it (deletions included), else a modifyTimestamp filter with a full pull
-every `full_sync_interval` to notice deletions.
+gives failover across `url` for free); pulls run in a separate process (ldap_process), and
+page with python-ldap where it is installed (ldap_fast, `client`). Incremental sync uses
+RFC 4533 content sync where the server offers it (deletions included), else a
+modifyTimestamp filter with a full pull every `full_sync_interval` to notice deletions.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
-import concurrent.futures
 import json
-import multiprocessing
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -28,11 +27,13 @@ from pydantic import SecretStr
 from connectors import ldap_syncrepl as syncrepl
 from connectors.ldap_client import SCOPES, Entry, InvalidCredentials, LdapClient, check
 from connectors.ldap_entry import (
-    entry_to_contact,
+    EntryMapper,
     holds_exactly,
     modifications,
     new_entry_attributes,
 )
+from connectors.ldap_fast import PagedSearch
+from connectors.ldap_process import changes_in_process
 from connectors.ldap_settings import LdapSettings
 from gateway.connector import (
     AlreadyExists,
@@ -63,7 +64,9 @@ class LdapConnector(Connector[LdapSettings]):
     def __init__(self, source: str, settings: LdapSettings, user: UserRef | None = None) -> None:
         super().__init__(source, settings, user)
         self.client = LdapClient(settings)
+        self.paged_search = PagedSearch(source, settings, self.client)
         self.mapping = settings.attribute_map()
+        self.mapper = EntryMapper(source, self.mapping, settings.uid, settings.entry_id_attribute)
         wanted = {a for attributes in self.mapping.values() for a in attributes}
         wanted |= {settings.uid, "modifyTimestamp"}
         if settings.entry_id_attribute:
@@ -101,11 +104,8 @@ class LdapConnector(Connector[LdapSettings]):
         return await asyncio.to_thread(self._with_connection, self._read_many, builtins.list(hrefs))
 
     async def changes(self, token: str | None) -> Changes:
-        # Decoding 100k entries is seconds of pure Python: in a worker thread it would hold
-        # the GIL against the event loop, so it runs in a separate process.
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            _pull_processes(), _changes_in_process, self.source, self.settings, self.user, token
+        return await changes_in_process(
+            _changes_in_process, self.source, self.settings, self.user, token
         )
 
     async def check_password(self, login: str, password: str) -> bool:
@@ -156,10 +156,7 @@ class LdapConnector(Connector[LdapSettings]):
             conn.unbind()
 
     def _contact(self, entry: Entry) -> Contact:
-        dn, raw = entry
-        return entry_to_contact(
-            self.source, dn, raw, self.mapping, self.settings.uid, self.settings.entry_id_attribute
-        )
+        return self.mapper(*entry)
 
     def _read_contact(self, conn: Connection, dn: str) -> Contact:
         return self._contact(self.client.read(conn, dn, self.attributes))
@@ -176,9 +173,7 @@ class LdapConnector(Connector[LdapSettings]):
     def _search(self, conn: Connection, search_filter: str) -> tuple[builtins.list[Contact], str]:
         """Contacts matching `search_filter`, and the newest modifyTimestamp among them."""
         contacts, newest = [], ""
-        for entry in self.client.paged(
-            conn, self.settings.base_dn, search_filter, self.settings.scope, self.attributes
-        ):
+        for entry in self.paged_search(conn, search_filter, self.attributes):
             contacts.append(self._contact(entry))
             newest = max(newest, _timestamp(entry))
         return contacts, newest
@@ -368,19 +363,6 @@ class LdapConnector(Connector[LdapSettings]):
         except NotFound:
             return False  # deleted since the add found it: not ours to claim
         return holds_exactly(raw, written, mapped)
-
-
-_POOL: concurrent.futures.ProcessPoolExecutor | None = None
-
-
-def _pull_processes() -> concurrent.futures.ProcessPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        # spawn, not fork: the gateway's process has threads and an event loop.
-        _POOL = concurrent.futures.ProcessPoolExecutor(
-            max_workers=2, mp_context=multiprocessing.get_context("spawn")
-        )
-    return _POOL
 
 
 def _changes_in_process(

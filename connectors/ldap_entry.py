@@ -30,53 +30,78 @@ def _values(raw: RawAttributes, attribute: str) -> list[str]:
     return []
 
 
-def format_uid(raw: RawAttributes, attribute: str, dn: str) -> str:
-    """The uid attribute's value as text: objectGUID (16 bytes, little-endian) as a GUID."""
-    for name, values in raw.items():
-        if name.lower() == attribute.lower() and values:
-            value = values[0]
-            if attribute.lower() == "objectguid" and len(value) == 16:
-                return str(uuid.UUID(bytes_le=bytes(value)))
-            return value.decode("utf-8", "replace")
-    return dn  # no stable id readable: the DN is the identity
+class EntryMapper:
+    """Entries -> Contacts for one source: which attributes feed which field is worked out
+    once, so a 100k-entry pull does one pass over each entry's attributes, not one per field."""
+
+    def __init__(
+        self,
+        source: str,
+        mapping: Mapping[str, list[str]],
+        uid_attribute: str,
+        entry_id_attribute: str | None,
+    ) -> None:
+        self.source = source
+        self._text = [(n, [a.lower() for a in mapping.get(n, [])]) for n in TEXT_FIELDS]
+        self._lists = [(n, [a.lower() for a in mapping.get(n, [])]) for n in LIST_FIELDS]
+        self._uid = uid_attribute.lower()
+        self._entry_id = entry_id_attribute.lower() if entry_id_attribute else None
+
+    def __call__(self, dn: str, raw: RawAttributes) -> Contact:
+        # Attribute names come back in the server's case; the first spelling wins.
+        values: dict[str, Sequence[bytes]] = {}
+        for name, given in raw.items():
+            values.setdefault(name.lower(), given)
+        get = values.get
+        fields: dict[str, Any] = {}
+        for name, attributes in self._text:
+            for attribute in attributes:
+                if text := _first_text(get(attribute)):
+                    fields[name] = text
+                    break
+        for name, attributes in self._lists:
+            listed = [
+                t
+                for a in attributes
+                for v in get(a, ())
+                if (t := v.decode("utf-8", "replace").strip())
+            ]
+            if listed and name == "sip":
+                listed = [v[4:] if v.lower().startswith("sip:") else v for v in listed]
+            fields[name] = tuple(dict.fromkeys(listed))
+        entry_id = ""
+        if self._entry_id and (stored := get(self._entry_id)):
+            entry_id = stored[0].decode("utf-8", "replace")
+        uid = _uid_text(get(self._uid), self._uid, dn)
+        # What etag_of hashes, built without the two copies it would make.
+        etag = _digest(Contact(uid=uid, entry_id=entry_id, **fields))
+        return Contact(uid=uid, source=self.source, href=dn, etag=etag, entry_id=entry_id, **fields)
 
 
-def entry_to_contact(
-    source: str,
-    dn: str,
-    raw: RawAttributes,
-    mapping: Mapping[str, list[str]],
-    uid_attribute: str,
-    entry_id_attribute: str | None,
-) -> Contact:
-    fields: dict[str, Any] = {}
-    for name in TEXT_FIELDS:
-        for attribute in mapping.get(name, []):
-            if values := [v for v in _values(raw, attribute) if v.strip()]:
-                fields[name] = values[0].strip()
-                break
-    for name in LIST_FIELDS:
-        found: list[str] = []
-        for attribute in mapping.get(name, []):
-            found.extend(v.strip() for v in _values(raw, attribute) if v.strip())
-        if name == "sip":
-            found = [v[4:] if v.lower().startswith("sip:") else v for v in found]
-        fields[name] = tuple(dict.fromkeys(found))
-    entry_id = (
-        _values(raw, entry_id_attribute)[0]
-        if entry_id_attribute and _values(raw, entry_id_attribute)
-        else ""
-    )
-    contact = Contact(
-        uid=format_uid(raw, uid_attribute, dn), source=source, href=dn, entry_id=entry_id, **fields
-    )
-    return contact.replace(etag=etag_of(contact))
+def _first_text(values: Sequence[bytes] | None) -> str:
+    """The first value that is not blank, decoded and stripped; "" when there is none."""
+    for value in values or ():
+        if text := value.decode("utf-8", "replace").strip():
+            return text
+    return ""
+
+
+def _uid_text(values: Sequence[bytes] | None, attribute: str, dn: str) -> str:
+    if not values:
+        return dn  # no stable id readable: the DN is the identity
+    value = values[0]
+    if attribute == "objectguid" and len(value) == 16:
+        return str(uuid.UUID(bytes_le=bytes(value)))
+    return value.decode("utf-8", "replace")
 
 
 def etag_of(contact: Contact) -> str:
     """A hash of the mapped values: changes exactly when something the phone sees changes."""
-    text = repr(contact.replace(etag="", source="", href=""))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return _digest(contact.replace(etag="", source="", href=""))
+
+
+def _digest(contact: Contact) -> str:
+    return hashlib.sha256(repr(contact).encode()).hexdigest()[:32]
 
 
 def modifications(

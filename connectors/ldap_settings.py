@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -87,6 +88,10 @@ class LdapSettings(ConnectorSettings):
     entry_id_attribute: str | None = None
     #: The attribute a login name is looked up by, for [auth] ldap_source.
     login_attribute: str | None = None
+    #: Which library pages through full pulls: "python-ldap" (libldap, in C: the `ldap-c`
+    #: extra), "ldap3" (pure Python, always there), or "auto": python-ldap when installed,
+    #: falling back to ldap3 (with a warning) where libldap cannot connect and ldap3 can.
+    client: Literal["auto", "ldap3", "python-ldap"] = "auto"
 
     @field_validator("url", mode="before")
     @classmethod
@@ -101,6 +106,16 @@ class LdapSettings(ConnectorSettings):
         for url in value:
             if not url.lower().startswith(("ldap://", "ldaps://")):
                 raise ValueError(f"{url!r} must start with ldap:// or ldaps://")
+        return value
+
+    @field_validator("client")
+    @classmethod
+    def _client_installed(cls, value: str) -> str:
+        if value == "python-ldap" and importlib.util.find_spec("ldap") is None:
+            raise ValueError(
+                "python-ldap is not installed: pip install 'xcap-gateway[ldap-c]' (builds "
+                'against libldap2-dev and libsasl2-dev) or apt install python3-ldap; or set "auto"'
+            )
         return value
 
     @field_validator("attributes")

@@ -1,18 +1,20 @@
 """The ldap connector against a real slapd: the contract, paging, incremental sync,
-escaping, TLS, the errors an administrator meets, and Active-Directory-style attributes."""
+escaping, TLS, the errors an administrator meets, and Active-Directory-style attributes.
+Every test runs once per client that can page through a full pull (`client`)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from ldap3 import MODIFY_REPLACE
 
 from connectors.ldap import LdapConnector
+from connectors.ldap_fast import available
 from connectors.ldap_settings import LdapSettings
 from gateway.connector import (
     AlreadyExists,
@@ -37,6 +39,29 @@ from tests.ldap.server import (
 
 MakeSlapd = Callable[..., Slapd]
 
+#: The client connector() gives its connectors, set per test by the `ldap_client` fixture.
+_client = "ldap3"
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        "ldap3",
+        pytest.param(
+            "python-ldap",
+            marks=pytest.mark.skipif(
+                not available(), reason="python-ldap is not installed (make .venv/bin/.ldap-c)"
+            ),
+        ),
+    ],
+)
+def ldap_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Named explicitly, never "auto": a python-ldap failure must not pass as an ldap3 run."""
+    global _client
+    _client = request.param
+    yield _client
+    _client = "ldap3"
+
 
 def connector(server: Slapd, user: UserRef | None = None, **overrides: Any) -> LdapConnector:
     values: dict[str, Any] = {
@@ -45,6 +70,7 @@ def connector(server: Slapd, user: UserRef | None = None, **overrides: Any) -> L
         "password": SERVICE_PASSWORD,
         "base_dn": PEOPLE,
         "page_size": 200,
+        "client": _client,
         **overrides,
     }
     settings = LdapSettings.model_validate(values)
@@ -181,13 +207,18 @@ def test_per_user_dns_escape_what_they_fill_in() -> None:
     assert filled.base_dn == "ou=a\\,ou\\=x\\+b,dc=example,dc=com"
 
 
-async def test_ldaps_and_starttls_with_the_test_ca(make_slapd: MakeSlapd) -> None:
+async def test_ldaps_and_starttls_with_the_test_ca(make_slapd: MakeSlapd, ldap_client: str) -> None:
     server = make_slapd(people=2)
-    secure = connector(server, url=server.ldaps_url, tls_ca_file=server.ca_file)
+    # libldap checks a certificate for "localhost" against this machine's own name (see
+    # test_ldap_clients): python-ldap is given the address, which the certificate names too.
+    host = "localhost" if ldap_client == "ldap3" else "127.0.0.1"
+    secure = connector(
+        server, url=server.ldaps_url.replace("localhost", host), tls_ca_file=server.ca_file
+    )
     assert len(await listing(secure)) == 2
     upgraded = connector(
         server,
-        url=server.url.replace("127.0.0.1", "localhost"),
+        url=server.url.replace("127.0.0.1", host),
         starttls=True,
         tls_ca_file=server.ca_file,
     )
@@ -211,6 +242,13 @@ async def test_errors_an_administrator_meets(make_slapd: MakeSlapd) -> None:
         await listing(connector(server, url=dead, timeout=2))
     # A list of URLs fails over to the next server.
     assert len(await listing(connector(server, url=[dead, server.url], timeout=2))) == 1
+
+
+async def test_a_missing_base_dn_is_named_by_the_pull_itself(make_slapd: MakeSlapd) -> None:
+    # Timestamp mode asks nothing of base_dn before the paged search (content sync does).
+    ldap = connector(make_slapd(people=1), base_dn=f"ou=nowhere,{SUFFIX}", incremental="timestamp")
+    with pytest.raises(Unavailable, match="base_dn 'ou=nowhere,dc=example,dc=com' does not exist"):
+        await ldap.changes(None)
 
 
 AD_PERSON = f"""dn: cn=Jane Roe,{PEOPLE}
