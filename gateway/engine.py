@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.changeset import outbox_items
@@ -18,8 +18,9 @@ from gateway.edit_budget import bounded
 from gateway.entry import Entry
 from gateway.eviction import evict_idle
 from gateway.gate import Gate
+from gateway.gc_pauses import thaw
 from gateway.logs import event
-from gateway.merge import merge, with_entry_ids
+from gateway.merge import Plan, Policy, merge, with_entry_ids
 from gateway.metrics import Metrics
 from gateway.model import UserRef
 from gateway.outbox import Outbox
@@ -69,6 +70,11 @@ class Engine:
         self._reloading = asyncio.Lock()
         #: One PUT at a time per (document, user); locks go when nobody holds them.
         self._put_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        #: Held by a PUT from its check of the current version until its changes are
+        #: committed, per source instance it merges with: (source, xui or "" if shared).
+        self._instance_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
         #: Entries created on phones per (document, user): max_creations_per_put / _per_user.
@@ -121,6 +127,7 @@ class Engine:
                 if time.monotonic() >= poll_times_due:
                     poll_times_due = time.monotonic() + POLL_TIMES_SECONDS
                     self.versions.include_poll_times()
+                    thaw()  # cycles frozen with a big composition are collected again
                 await self.versions.flush_soon(self.store)
                 await self.outbox.archive_old()
                 await evict_idle(self)  # idle users' state leaves memory
@@ -145,8 +152,11 @@ class Engine:
     def find_document(self, auid: str, name: str) -> tuple[str, DocumentConfig] | None:
         return self.config.document_at(auid, name)
 
-    async def document(self, key: str, user: UserRef) -> Rendered:
-        return await self.composer.document(key, self.config.documents[key], user)
+    async def document(self, key: str, user: UserRef, current: bool = False) -> Rendered:
+        """The document as `user` gets it: while a big one is composed anew, the one before
+        (phones' polls must not wait seconds for it); `current`: the composition of what
+        the sources hold now (what a change is merged with)."""
+        return await self.composer.document(key, self.config.documents[key], user, current)
 
     async def served(self, key: str, user: UserRef, device: str, rendered: Rendered) -> None:
         """`device` now holds `rendered` (a 200 or a 304); recorded durably the first time."""
@@ -173,7 +183,8 @@ class Engine:
         or attribute operation on the document as it is now).
         PUTs of one user's document are merged one at a time, so each sees the changes
         of the one before (pending or applied) and its preconditions hold for what it
-        commits.
+        commits; so are PUTs of other users and documents from their check of the current
+        version to their commit, where they write to the same source instances.
         The answer's ETag names what the device now holds, its own body: the merged
         document's ETag when that is exactly what it sent, else another one, so its next
         poll fetches what the merge added or reverted."""
@@ -181,6 +192,24 @@ class Engine:
             lock = self._put_locks.setdefault((key, user.xui), asyncio.Lock())
             async with lock:
                 return await self._put(key, user, theirs, device, if_match, precondition, base)
+
+    @contextlib.asynccontextmanager
+    async def _instances_locked(
+        self, document: DocumentConfig, user: UserRef
+    ) -> AsyncIterator[None]:
+        """The locks of the document's source instances, taken in one order (no two PUTs
+        wait for each other's)."""
+        instances = sorted(
+            {
+                (name, user.xui if self.sources.is_per_user(name) else "")
+                for name in document.sources
+            }
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            for instance in instances:
+                lock = self._instance_locks.setdefault(instance, asyncio.Lock())
+                await stack.enter_async_context(lock)
+            yield
 
     async def _put(
         self,
@@ -195,53 +224,56 @@ class Engine:
         if key not in self.config.documents:
             raise DocumentGone(key)
         document = self.config.documents[key]
-        ours = await self.document(key, user)
-        if precondition is not None:
-            precondition(ours.etag)
-        # Ids the phone may send without (an entry it made, sent again before it fetched):
-        # only of entries that still exist, so one re-entered after a delete is new.
-        current = ours.merge_view
-        held = known_base or self.versions.held_by(key, user.xui, device)
-        theirs = with_entry_ids(theirs, known={i: e for i, e in held.items() if i in current})
-        base = known_base
-        if base is None:
-            base = self.versions.base_for(key, user.xui, device, if_match, theirs)
-        # What one entry may change is bounded; what it left as it was costs nothing.
-        theirs = bounded(theirs, base, current, key, user.xui)
-        # Entries the cap or de-duplication keep out of the document are still there:
-        # an edit of one the phone holds is an edit, not a resurrection.
-        plan = merge(base, theirs, current, document.conflict_policy)
-        if plan.conflicts:
-            self.metrics.conflicts.labels(key).inc(len(plan.conflicts))
-        for conflict in plan.conflicts:
-            event(
-                "conflict",
-                logging.WARNING,
-                document=key,
-                user=user.xui,
-                entry=conflict.entry_id,
-                field=conflict.field,
-                winner=conflict.winner,
+        async with self._instances_locked(document, user):
+            # Until this PUT's changes are committed, no other PUT that writes to these
+            # source instances (another user's, of this or another document) merges: it
+            # waits, then merges with what this one committed, and its If-Match is checked
+            # against the document with this one's changes (strict_etags: 412).
+            ours = await self.document(key, user, current=True)
+            if precondition is not None:
+                precondition(ours.etag)
+            held = known_base or self.versions.held_by(key, user.xui, device)
+            # Off the event loop: a 100k-entry composition's merge view and a 1,000-entry
+            # body take milliseconds each to compare.
+            current, theirs = await asyncio.to_thread(_identified, ours, theirs, held)
+            base = known_base
+            if base is None:
+                base = self.versions.base_for(key, user.xui, device, if_match, theirs)
+            theirs, plan = await asyncio.to_thread(
+                _planned, theirs, base, current, document.conflict_policy, key, user.xui
             )
-        # Counted per login: under match = "user" alice@a and alice@b are one person (the
-        # login says nothing of the domain), so each spelling must not bring a new window.
-        creator = user.user if self.config.auth.match == "user" else user.xui
-        plan, capped = self.creations.cap(key, document, creator, plan)
-        if capped:
-            self.metrics.creations_capped.labels(key).inc(capped)
-        items, ignored = outbox_items(plan, key, self.config, user, ours, self.sources)
-        ignored += capped
-        await self.outbox.commit(items)
-        self.creations.created(key, document, creator, items)
+            if plan.conflicts:
+                self.metrics.conflicts.labels(key).inc(len(plan.conflicts))
+            for conflict in plan.conflicts:
+                event(
+                    "conflict",
+                    logging.WARNING,
+                    document=key,
+                    user=user.xui,
+                    entry=conflict.entry_id,
+                    field=conflict.field,
+                    winner=conflict.winner,
+                )
+            # Counted per login: under match = "user" alice@a and alice@b are one person (the
+            # login says nothing of the domain), so each spelling must not bring a new window.
+            creator = user.user if self.config.auth.match == "user" else user.xui
+            plan, capped = self.creations.cap(key, document, creator, plan)
+            if capped:
+                self.metrics.creations_capped.labels(key).inc(capped)
+            items, ignored = outbox_items(plan, key, self.config, user, ours, self.sources)
+            ignored += capped
+            await self.outbox.commit(items)
+            self.creations.created(key, document, creator, items)
         # Durable now; a moment more lets a reachable upstream apply it before the answer,
         # so whoever looks upstream right after the phone's PUT sees the change.
         await self.outbox.settled(items, self.config.server.put_wait)
-        merged = await self.document(key, user)
+        merged = await self.document(key, user, current=True)
         held = {entry.entry_id: entry for entry in theirs}
         if held == dict(merged.entries):
             etag, holds = merged.etag, merged.entries
         else:
-            etag, holds = etag_of(render_entries(held, document)), held
+            body = await asyncio.to_thread(render_entries, held, document)
+            etag, holds = etag_of(body), held
         await self.versions.record_durably(
             self.store, key, user.xui, device, etag, holds, sent=True
         )
@@ -263,6 +295,32 @@ class Engine:
             conflicts=len(plan.conflicts),
         )
         return PutResult(etag, len(items), ignored, len(plan.conflicts))
+
+
+def _identified(
+    ours: Rendered, theirs: list[Entry], held: Mapping[str, Entry]
+) -> tuple[Mapping[str, Entry], list[Entry]]:
+    """(every entry of the composition, the phone's entries with their ids). Ids the phone
+    may send without (an entry it made, sent again before it fetched): only of entries
+    that still exist, so one re-entered after a delete is new."""
+    current = ours.merge_view
+    return current, with_entry_ids(theirs, known={i: e for i, e in held.items() if i in current})
+
+
+def _planned(
+    theirs: list[Entry],
+    base: Mapping[str, Entry] | None,
+    current: Mapping[str, Entry],
+    policy: Policy,
+    key: str,
+    xui: str,
+) -> tuple[list[Entry], Plan]:
+    """The phone's entries held to the edit budget, and the merge's plan."""
+    # What one entry may change is bounded; what it left as it was costs nothing.
+    theirs = bounded(theirs, base, current, key, xui)
+    # Entries the cap or de-duplication keep out of the document are still there:
+    # an edit of one the phone holds is an edit, not a resurrection.
+    return theirs, merge(base, theirs, current, policy)
 
 
 def _version_limits(config: Config) -> tuple[dict[str, int], dict[str, float]]:

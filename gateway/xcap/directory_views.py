@@ -4,14 +4,17 @@ through the same merge."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 
 from aiohttp import web
+from lxml import etree
 
 from gateway import keys
 from gateway.compose import Rendered
 from gateway.engine import Engine
+from gateway.entry import Entry
 from gateway.model import UserRef
 from gateway.xcap import counterpath
 from gateway.xcap.errors import XcapConflict
@@ -71,7 +74,9 @@ async def _put_document(
     kind = content_type(request)
     if kind not in PUT_TYPES and not kind.endswith("+xml"):
         raise web.HTTPUnsupportedMediaType(text=f"send the document as {counterpath.MIME_TYPE}\n")
-    entries = counterpath.parse(await read_body(request))
+    body = await read_body(request)
+    # Off the event loop: a 1,000-entry document takes milliseconds to parse.
+    entries = await asyncio.to_thread(counterpath.parse, body)
     limit = 2 * engine.config.documents[key].max_entries
     if len(entries) > limit:
         # No phone holds this many (Snom: 1,000); creating them all would flood the source.
@@ -88,7 +93,8 @@ async def node(
 ) -> web.StreamResponse:
     """GET / PUT / DELETE of an element or attribute of the directory document."""
     engine = request.app[keys.ENGINE]
-    rendered = await engine.document(key, user)
+    # The version as it is now: preconditions are checked and changes made against it.
+    rendered = await engine.document(key, user, current=True)
     strict = engine.config.documents[key].strict_etags
     if not if_match_holds(request.headers.get("If-Match"), rendered.etag) and (
         strict or request.method in ("GET", "HEAD")
@@ -99,13 +105,14 @@ async def node(
             return web.Response(status=304, headers={"ETag": rendered.etag})
         raise PreconditionFailed("If-None-Match names the current version")
     if request.method in ("GET", "HEAD"):
-        index = _index(rendered)
+        index = await _index(rendered)
         return read_node_response(index.root, selector, rendered.etag, rendered.body, index)
-    root = parse_document(rendered.body)  # a copy of its own: the change is made to it
+    # A copy of its own: the change is made to it.
+    root = await asyncio.to_thread(parse_document, rendered.body)
     created = await change_node(request, root, selector)
     # The changed document goes through the same merge as a phone's whole-document PUT,
     # with the version it was made from as its base.
-    entries = counterpath.parse(serialize(root))
+    entries = await asyncio.to_thread(_reparsed, root)
     result = await engine.put(
         key,
         user,
@@ -124,10 +131,15 @@ _INDEXES: OrderedDict[str, ElementIndex] = OrderedDict()
 CACHED_INDEXES = 4
 
 
-def _index(rendered: Rendered) -> ElementIndex:
+def _reparsed(root: etree._Element) -> list[Entry]:
+    return counterpath.parse(serialize(root))
+
+
+async def _index(rendered: Rendered) -> ElementIndex:
     index = _INDEXES.pop(rendered.etag, None)
     if index is None:
-        index = ElementIndex(parse_document(rendered.body), rendered.body)
+        root = await asyncio.to_thread(parse_document, rendered.body)
+        index = ElementIndex(root, rendered.body)
     _INDEXES[rendered.etag] = index  # now the most recently used
     while len(_INDEXES) > CACHED_INDEXES:
         _INDEXES.popitem(last=False)
