@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config bench-ldap bench-carddav bench-poll bench-search bench-serve clean
+.PHONY: run test test-servers lint check-config bench bench-tools bench-ldap bench-carddav bench-poll bench-search bench-serve clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,15 @@ $(BIN)/.ldap-c: $(BIN)/.installed
 
 test: $(BIN)/.installed $(BIN)/.icu $(BIN)/.ldap-c test-servers lint
 	$(BIN)/pytest -q
+
+# Every issue-15 measure beside its reference (nginx, bare aiohttp, cat, ldapsearch), one
+# table with the date and the machine; about 20 minutes.
+bench: $(BIN)/.installed $(BIN)/.icu $(BIN)/.ldap-c test-servers bench-tools
+	$(BIN)/python -m bench.all
+
+bench-tools:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
 
 bench-ldap: $(BIN)/.installed $(BIN)/.ldap-c test-servers
 	$(BIN)/python -m bench.ldap_pull

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -11,12 +12,29 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypedDict
 
 import aiohttp
 
 from tests.ldap.server import PEOPLE, READER_DN, SERVICE_PASSWORD, Slapd
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class Row(TypedDict):
+    """One line of `make bench`'s table: a figure of ours beside its reference."""
+
+    measure: str
+    gateway: str
+    reference: str
+    ratio: str
+    goal: str
+
+
+def write_rows(path: Path | None, rows: list[Row]) -> None:
+    """The rows for `make bench` (bench.all) to gather, when asked for (--json)."""
+    if path is not None:
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1))
 
 
 def best_of(runs: int, work: Callable[[], object]) -> float:

@@ -22,11 +22,13 @@ import aiohttp
 import trustme
 
 from bench.common import (
+    Row,
     best_of,
     demo_and_ldap_config,
     gateway_process,
     percentiles,
     timed_get,
+    write_rows,
 )
 from connectors.ldap import LdapConnector
 from connectors.ldap_fast import available
@@ -135,7 +137,9 @@ def main() -> None:
     parser.add_argument("--latency-requests", type=int, default=2000)
     installed = ["ldap3", "python-ldap"] if available() else ["ldap3"]
     parser.add_argument("--clients", nargs="+", choices=["ldap3", "python-ldap"], default=installed)
+    parser.add_argument("--json", type=Path, help="also write the rows here (bench.all)")
     args = parser.parse_args()
+    rows: list[Row] = []
     slapd.ensure_installed()
     if "python-ldap" not in args.clients:
         print("python-ldap is not installed (make .venv/bin/.ldap-c): ldap3 only\n")
@@ -145,16 +149,29 @@ def main() -> None:
     )
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as temp:
-            measure(
+            pulls = measure(
                 Path(temp),
                 size,
                 args.runs,
                 args.clients,
                 args.latency_requests if size == max(args.sizes) else 0,
             )
+        if size == max(args.sizes):
+            rows.extend(
+                {
+                    "measure": f"LDAP full pull of {size:,} entries, {client}",
+                    "gateway": f"{ours:.1f} s",
+                    "reference": f"ldapsearch, same paging {reference:.2f} s",
+                    "ratio": f"{ours / reference:.1f}×",
+                    "goal": "≤ 10×",
+                }
+                for client, (reference, ours) in pulls.items()
+            )
+    write_rows(args.json, rows)
 
 
-def measure_client(server: slapd.Slapd, size: int, runs: int, client: str) -> None:
+def measure_client(server: slapd.Slapd, size: int, runs: int, client: str) -> tuple[float, float]:
+    """(ldapsearch's seconds, ours) for a full pull of `size` entries."""
     connector = LdapConnector("people", settings(server, client))
     # ldapsearch is timed beside each client: a busy machine slows both alike.
     reference = best_of(runs, lambda: ldapsearch(server, connector.attributes))
@@ -166,13 +183,18 @@ def measure_client(server: slapd.Slapd, size: int, runs: int, client: str) -> No
         f"{ours / reference:>6.1f} {unchanged * 1000:>18.1f}",
         flush=True,
     )
+    return reference, ours
 
 
-def measure(folder: Path, size: int, runs: int, clients: list[str], latency_requests: int) -> None:
+def measure(
+    folder: Path, size: int, runs: int, clients: list[str], latency_requests: int
+) -> dict[str, tuple[float, float]]:
+    """Each client's (ldapsearch's seconds, ours) for a full pull of `size` entries."""
     server = start_slapd(folder, size)
+    pulls: dict[str, tuple[float, float]] = {}
     try:
         for client in clients:
-            measure_client(server, size, runs, client)
+            pulls[client] = measure_client(server, size, runs, client)
         if latency_requests:
             started = time.perf_counter()
             figures = asyncio.run(latency(server, folder, latency_requests))
@@ -185,6 +207,7 @@ def measure(folder: Path, size: int, runs: int, clients: list[str], latency_requ
                 print(f"  {label:<16} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
     finally:
         server.stop()
+    return pulls
 
 
 if __name__ == "__main__":

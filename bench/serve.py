@@ -20,11 +20,12 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
 
-from bench.common import gateway_process, percentiles
+from bench.common import Row, gateway_process, percentiles, write_rows
 from bench.poll import fetch, wait_for
 from tests.support import free_port
 
@@ -104,10 +105,17 @@ def pin(pid: int) -> None:
 
 async def element_gets(base: str, rounds: int) -> tuple[float, float]:
     """(p50, p99) ms of element GETs by node selector, spread over the directory."""
+    return await sequential_gets(
+        f"{base}/~~/resource-lists/list/entry[{1 + (i * 37) % 1000}]/display-name"
+        for i in range(rounds)
+    )
+
+
+async def sequential_gets(urls: Iterable[str]) -> tuple[float, float]:
+    """(p50, p99) ms of GETs one after the other over one keep-alive connection."""
     samples = []
     async with aiohttp.ClientSession() as session:
-        for i in range(rounds):
-            url = f"{base}/~~/resource-lists/list/entry[{1 + (i * 37) % 1000}]/display-name"
+        for url in urls:
             started = time.perf_counter()
             async with session.get(url) as response:
                 await response.read()
@@ -135,7 +143,9 @@ def measure_nginx(folder: Path, body: bytes, seconds: int) -> dict[str, float]:
     www = folder / "www"
     www.mkdir()
     (www / "tbook.xml").write_bytes(body)
-    for path in (folder, www, www / "tbook.xml"):
+    # What an element GET answers: one element (the reference for its latency).
+    (www / "element.xml").write_bytes(b"<display-name>Person 0001</display-name>")
+    for path in (folder, www, www / "tbook.xml", www / "element.xml"):
         path.chmod(0o755)
     port = free_port()
     (folder / "nginx.conf").write_text(
@@ -152,7 +162,12 @@ def measure_nginx(folder: Path, body: bytes, seconds: int) -> dict[str, float]:
         url = f"http://127.0.0.1:{port}/tbook.xml"
         asyncio.run(wait_for(url, 200))
         etag = asyncio.run(fetch(url))[1]
-        return {"304": pinned_wrk(url, etag, seconds), "200": pinned_wrk(url, None, seconds)}
+        element = f"http://127.0.0.1:{port}/element.xml"
+        return {
+            "304": pinned_wrk(url, etag, seconds),
+            "200": pinned_wrk(url, None, seconds),
+            "element p50": asyncio.run(sequential_gets([element] * 300))[0],
+        }
     finally:
         process.terminate()
         process.wait()
@@ -189,6 +204,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="also write the rows here (bench.all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -210,6 +226,31 @@ def main() -> None:
         f"element GET by node selector: p50 {gateway['element p50']:.2f} ms, "
         f"p99 {gateway['element p99']:.2f} ms"
     )
+    size = f"{args.entries:,} entries, {len(body) / 1000:,.0f} KB"
+    rows: list[Row] = [
+        {
+            "measure": f"GET with matching If-None-Match (304), {size}",
+            "gateway": f"{gateway['304']:,.0f}/s",
+            "reference": f"nginx {nginx['304']:,.0f}/s; bare aiohttp {bare['304']:,.0f}/s",
+            "ratio": f"{gateway['304'] / nginx['304']:.2f}× (bare {bare['304'] / nginx['304']:.2f}×)",
+            "goal": "≥ 0.4×",
+        },
+        {
+            "measure": f"full GET (200), {size}",
+            "gateway": f"{gateway['200']:,.0f}/s",
+            "reference": f"nginx {nginx['200']:,.0f}/s",
+            "ratio": f"{gateway['200'] / nginx['200']:.2f}×",
+            "goal": "≥ 0.7×",
+        },
+        {
+            "measure": "element GET by node selector, p50",
+            "gateway": f"{gateway['element p50']:.2f} ms",
+            "reference": f"nginx, the element's bytes: {nginx['element p50']:.2f} ms",
+            "ratio": f"{gateway['element p50'] / nginx['element p50']:.1f}×",
+            "goal": "≤ 2 ms",
+        },
+    ]
+    write_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -334,7 +334,10 @@ class Composer:
             document.include_categories,
             document.exclude_categories,
         ) and (diallable(entry) or not document.require_number)
-        return entry, origin, wanted, dedupe_keys(entry, document.dedupe_by)
+        # Keys only fold entries of different sources: a one-source document needs none
+        # (two strings and a set per contact, a fifth of a 100k composition's memory).
+        by = document.dedupe_by if len(document.sources) > 1 else ()
+        return entry, origin, wanted, dedupe_keys(entry, by)
 
     def _compose(
         self,
@@ -459,9 +462,14 @@ def _failure_logged(future: asyncio.Future[Rendered]) -> None:
         event("compose_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc))
 
 
+_NO_KEYS: frozenset[str] = frozenset()
+
+
 def dedupe_keys(entry: Entry, by: Sequence[str]) -> frozenset[str]:
     """What makes two entries of different sources the same person: the first email, and
     the first number (mobile, else business, else home), as shown."""
+    if not by:
+        return _NO_KEYS
     keys: set[str] = set()
     if "email" in by and (email := entry.get("email_address")):
         keys.add("email:" + str(email).strip().lower())
