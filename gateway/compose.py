@@ -253,11 +253,15 @@ class Composer:
         # Compositions may finish out of order: one begun before the cached one is served
         # to whoever asked for it, not cached.
         cached = self._cache.get(cache_key)
-        if cached is None or cached[0] < serial:
+        newest = cached is None or cached[0] < serial
+        if newest:
             self._cache.pop(cache_key, None)
             self._cache[cache_key] = (serial, rendered)
             self._bound()
-        if rendered.directory.size >= PREBUILT_INDEX:
+        # Only the cached composition's index is built ahead: a late, older one's would
+        # take the place of the build queued for the newer one, whose searches would then
+        # read an older index until the next change (its own builds when first searched).
+        if newest and rendered.directory.size >= PREBUILT_INDEX:
             # A big book's index takes seconds: build it now, off the event loop, rather
             # than when the first phone searches (the previous one answers meanwhile).
             self.index_builds.soon(cache_key, rendered.directory)
