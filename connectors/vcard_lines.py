@@ -83,9 +83,10 @@ class Line:
 
     @classmethod
     def parse(cls, raw: str) -> Line:
-        logical = raw.rstrip("\r\n")
-        if "\n" in logical:
-            logical = _FOLD.sub("", logical)
+        # Unfolded before the line end is taken off (a stray CR before a fold stays out
+        # of the value); a line with no break but its last has nothing to unfold.
+        unfolded = _FOLD.sub("", raw) if "\n" in raw[:-1] else raw
+        logical = unfolded.rstrip("\r\n")
         try:
             name, params, value, group = parseLine(logical)
         except ParseError:

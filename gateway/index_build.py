@@ -35,7 +35,7 @@ SEPARATOR = "\n"
 Row = tuple[str, tuple[tuple[str, ...], ...]]
 #: A number's reading: (E.164 form, national significant number), or None.
 Reading = tuple[str, str] | None
-_KIND_BITS, _POSITION_BITS = 2, 8
+_KIND_BITS, _POSITION_BITS = 2, 16
 #: Books at least this big are indexed in a worker process.
 ELSEWHERE_FROM = 5000
 #: Pickled in pieces of this many items: each piece holds the GIL only briefly.
@@ -95,8 +95,8 @@ class Tables:
     haystack: str  # each entry's digit forms, SEPARATOR between entries
     starts: array[int]  # where each entry's forms begin in the haystack
     by_e164: Table
-    by_raw: Table  # dialled digits that are no E.164 form of their own
-    by_national: Table  # national numbers other than the E.164 form less the country code
+    by_raw: Table  # dialled digits as stored (extensions, codes, and the rest)
+    by_national: Table  # national significant numbers of the document's country
     readings: bytes  # pickled {number: Reading}, for the next build
 
 
@@ -140,15 +140,16 @@ def build(rows: Sequence[Row], numbers: NumberFormat, home: str, known: bytes) -
                 if matched and matched[0][1:] != digits:
                     forms.append(matched[0][1:])
                 if position >= 1 << _POSITION_BITS:
-                    continue  # searchable still; only a lookup cannot name it (absurd count)
+                    continue  # searchable still; a lookup cannot name the 65,537th number
                 found = code(rank, kind, position)
                 if matched:
                     e164, national = matched
                     by_e164.setdefault(e164, found)
-                    if e164.startswith(home) and e164 != home + national:
+                    if e164.startswith(home):  # another country's is no local number
                         by_national.setdefault(national, found)
-                if not matched or raw != matched[0]:
-                    by_raw.setdefault(raw, found)
+                    if raw == e164:
+                        raw = e164  # the same string object: kept once in memory
+                by_raw.setdefault(raw, found)
         runs.append(" ".join(forms))
     pairs.sort()
     words: list[str] = []

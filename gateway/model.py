@@ -48,8 +48,9 @@ class Contact:
     def __post_init__(self) -> None:
         # Values most contacts of a source share, kept once rather than once per contact
         # (a 100,000-contact source held a copy of its name and categories in each).
-        object.__setattr__(self, "source", sys.intern(self.source))
-        if self.categories:
+        if type(self.source) is str:
+            object.__setattr__(self, "source", sys.intern(self.source))
+        if self.categories and type(self.categories) is tuple:
             object.__setattr__(self, "categories", _shared(self.categories))
 
     def __reduce__(self) -> tuple[type[Contact], tuple[object, ...]]:
@@ -79,16 +80,21 @@ class Contact:
 _FIELDS = tuple(field.name for field in dataclasses.fields(Contact))
 
 
-#: Distinct category lists seen, up to a bound (upstream text: no unbounded growth).
+#: Distinct category lists seen, kept for good: so bounded in number and in size (upstream
+#: text: a card of 2,000 long categories must not pin its copy, nor 4,096 such cards a GB).
 _SHARED: dict[tuple[str, ...], tuple[str, ...]] = {}
-_SHARED_MAX = 4096
+_SHARED_MAX, _SHARED_VALUES, _SHARED_LENGTH = 4096, 8, 64
 
 
 def _shared(values: tuple[str, ...]) -> tuple[str, ...]:
     found = _SHARED.get(values)
     if found is not None:
         return found
-    if len(_SHARED) >= _SHARED_MAX or any(len(value) > 64 for value in values):
+    if (
+        len(_SHARED) >= _SHARED_MAX
+        or len(values) > _SHARED_VALUES
+        or any(type(value) is not str or len(value) > _SHARED_LENGTH for value in values)
+    ):
         return values
     values = tuple(sys.intern(value) for value in values)
     return _SHARED.setdefault(values, values)

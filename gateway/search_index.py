@@ -156,15 +156,10 @@ class SearchIndex:
             found = tables.by_e164.get(e164)
         if found is None:
             found = tables.by_raw.get(raw)
-        if found is None and raw.startswith("+"):
-            # These very digits as a number's E.164 form (kept there only, not twice).
-            found = tables.by_e164.get(raw)
         if found is None and not e164 and raw.isdigit() and not is_extension(raw):
             # A national number without its trunk prefix (`301234567`): the whole of it,
             # never the end of a longer number (`12015550123` is not `201 5550123`).
             found = tables.by_national.get(raw)
-            if found is None and self._home != "+":
-                found = tables.by_e164.get(self._home + raw)
         if found is None:
             return None
         rank, kind, position = decode(found)

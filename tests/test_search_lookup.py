@@ -338,3 +338,30 @@ def test_a_number_two_contacts_share_finds_the_first_in_the_documents_order() ->
     directory = Directory([anna, zora], [zora, anna], NumberFormat(), order=order_key("display"))
     found = directory.lookup("+493020941100")
     assert found is not None and found.entry is anna
+
+
+def test_a_lookup_takes_the_first_entry_in_the_documents_order_whatever_the_table() -> None:
+    """The compact tables must answer as the dicts did (found by a red-team diff): the
+    first entry in document order among those a national number or raw digits name."""
+    italy = NumberFormat("as-stored", "IT")
+    exact = person("Exact", business_number=("+39 612345678",))
+    rome = person("Rome office", business_number=("+39 06 1234 5678",))
+    for book in ([exact, rome], [rome, exact]):
+        found = SearchIndex(book, italy).lookup("612345678")
+        assert found is not None and found.entry is book[0]
+    both = person("Same contact", business_number=("+39 301234567",), home_number=("0301234567",))
+    found = SearchIndex([both], italy).lookup("301234567")
+    assert found is not None and found.number == "+39 301234567"
+    berlin = person("Berlin", home_number=("+4930123456",))
+    trunk = person("Trunk", business_number=("sip:+4930123456@pbx",))
+    found = SearchIndex([berlin, trunk], NumberFormat()).lookup("sip:+4930123456@pbx")
+    assert found is not None and found.entry is berlin
+
+
+def test_the_three_hundredth_number_of_an_entry_is_looked_up_too() -> None:
+    numbers = tuple(f"+49 30 1000{n:03d}" for n in range(300))
+    switchboard = person("Switchboard", business_number=numbers)
+    index = SearchIndex([person("Other"), switchboard], NumberFormat("as-stored", "DE"))
+    for asked in ("+49 30 1000299", "030 1000299"):
+        found = index.lookup(asked)
+        assert found is not None and found.entry is switchboard and found.number == numbers[299]

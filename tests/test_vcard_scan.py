@@ -145,3 +145,30 @@ def test_a_contact_pickles_as_itself_and_shares_its_source_and_categories() -> N
     assert pickle.loads(pickle.dumps(one)) == one
     assert one.source is other.source
     assert one.categories is other.categories
+
+
+async def test_a_stray_cr_before_a_fold_stays_out_of_the_value(tmp_path: Path) -> None:
+    """Unfolded first, then the line end taken off, as before the fast path: else the
+    UID read `one\\r`, and the card's href and entry_id changed on upgrade."""
+    (tmp_path / "m.vcf").write_bytes(
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:one\r\r\n \r\nFN:Ann\r\r\n \r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:two\r\nFN:Bob\r\nEND:VCARD\r\n"
+    )
+    found = await read_all(make(tmp_path))
+    assert sorted(found) == ["m.vcf#one", "m.vcf#two"]
+    assert found["m.vcf#one"].uid == "one" and found["m.vcf#one"].display_name == "Ann"
+
+
+def test_shared_category_lists_are_bounded_in_size_too() -> None:
+    from gateway import model
+
+    many = tuple(f"category number {n:05d} of a card that has far too many" for n in range(2000))
+    before = len(model._SHARED)
+    assert Contact(uid="a", categories=many).categories == many
+    assert len(model._SHARED) == before  # not kept for good
+
+
+def test_a_contact_takes_what_a_connector_gave_as_before() -> None:
+    # Third-party connectors may pass a list or None: no interning then, no TypeError.
+    assert Contact(uid="x", categories=["work"]).categories == ["work"]  # type: ignore[arg-type]
+    assert Contact(uid="x", source=None).source is None  # type: ignore[arg-type]
