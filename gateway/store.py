@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.heap import bulk
+from gateway.heap import bulk, give_back
 from gateway.model import Contact
 from gateway.private_files import private_dir, private_file
+from gateway.process_pool import run_elsewhere
 
 #: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
 _NORMALIZED_XUI = (
@@ -165,6 +167,59 @@ def decode(text: str) -> Contact:
     return Contact(**fields)
 
 
+#: Snapshots of at least this many contacts are decoded in a worker process (Store.load).
+LOAD_ELSEWHERE_FROM = 5000
+#: Contacts per pickled piece from the worker: each piece holds the GIL here only briefly.
+_PIECE = 20000
+_State = tuple[str, str | None, float | None]  # fingerprint, token, synced_at
+
+
+def _read_snapshot(
+    db: sqlite3.Connection, source: str, user: str
+) -> tuple[_State | None, dict[str, Contact]]:
+    row = db.execute(
+        "SELECT fingerprint, token, synced_at FROM source_state WHERE source=? AND user=?",
+        (source, user),
+    ).fetchone()
+    if row is None:
+        return None, {}
+    with bulk():
+        contacts = {
+            href: decode(data)
+            for href, data in db.execute(
+                "SELECT href, data FROM contacts WHERE source=? AND user=?", (source, user)
+            )
+        }
+    return (row[0], row[1], row[2]), contacts
+
+
+def _snapshot_pieces(path: str, source: str, user: str) -> list[bytes]:
+    """In a worker process: the snapshot read in one transaction, pickled in pieces (the
+    state first, then lists of contacts)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("BEGIN")  # one consistent read of the state and its contacts
+        state, contacts = _read_snapshot(db, source, user)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    found = list(contacts.values())
+    pieces = [pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)]
+    pieces += [
+        pickle.dumps(found[i : i + _PIECE], protocol=pickle.HIGHEST_PROTOCOL)
+        for i in range(0, len(found), _PIECE)
+    ]
+    return pieces
+
+
+def _snapshot_from(pieces: list[bytes]) -> tuple[_State | None, dict[str, Contact]]:
+    state: _State | None = pickle.loads(pieces[0])
+    contacts: dict[str, Contact] = {}
+    for piece in pieces[1:]:
+        contacts.update((contact.href, contact) for contact in pickle.loads(piece))
+    return state, contacts
+
+
 class Store:
     """Blocking SQLite access; callers on the event loop go through asyncio.to_thread."""
 
@@ -203,27 +258,31 @@ class Store:
     def load(self, source: str, user: str, fingerprint: str) -> Snapshot | None:
         """The stored snapshot; None when never stored. One stored for another
         configuration is dropped: what comes back then has no contacts, only the entry_ids
-        phones gave them (`dropped_phone_ids`), so a contact a phone made keeps its id."""
+        phones gave them (`dropped_phone_ids`), so a contact a phone made keeps its id.
+
+        A big one is decoded in a worker process: decoding 100,000 contacts here left the
+        JSON parser's garbage scattered through this process's heap (~100 MB more resident
+        after a restart than after a first sync), and held the interpreter lock for seconds."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT fingerprint, token, synced_at FROM source_state WHERE source=? AND user=?",
-                (source, user),
-            ).fetchone()
-            if row is None:
-                return None
+            count = self._db.execute(
+                "SELECT count(*) FROM contacts WHERE source=? AND user=?", (source, user)
+            ).fetchone()[0]
+            if count < LOAD_ELSEWHERE_FROM:
+                state, contacts = _read_snapshot(self._db, source, user)
+        if count >= LOAD_ELSEWHERE_FROM:
+            pieces = run_elsewhere(_snapshot_pieces, str(self.path), source, user)
             with bulk():
-                contacts = {
-                    href: decode(data)
-                    for href, data in self._db.execute(
-                        "SELECT href, data FROM contacts WHERE source=? AND user=?",
-                        (source, user),
-                    )
-                }
-            if row[0] != fingerprint:
+                state, contacts = _snapshot_from(pieces)
+            del pieces
+            give_back()
+        if state is None:
+            return None
+        if state[0] != fingerprint:
+            with self._lock:
                 self._forget(source, user)
-                ids = {c.uid: c.entry_id for c in contacts.values() if c.entry_id}
-                return Snapshot({}, None, None, dropped_phone_ids=ids)
-        return Snapshot(contacts, row[1], row[2])
+            ids = {c.uid: c.entry_id for c in contacts.values() if c.entry_id}
+            return Snapshot({}, None, None, dropped_phone_ids=ids)
+        return Snapshot(contacts, state[1], state[2])
 
     def save(
         self,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import store as store_module
 from gateway.model import Contact
 from gateway.store import MIGRATIONS, Store, decode, encode
 
@@ -22,10 +23,23 @@ ANNA = Contact(
 )
 
 
+@pytest.fixture(params=["here", "in a worker process"])
+def loading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots loaded here, and as a big one is, decoded in a worker process."""
+    if request.param != "here":
+        monkeypatch.setattr(store_module, "LOAD_ELSEWHERE_FROM", 0)
+        monkeypatch.setattr(store_module, "_read_snapshot", not_here)  # the worker's is its own
+
+
+def not_here(*args: object) -> None:
+    raise AssertionError("read in this process, not in a worker")
+
+
 def test_contacts_round_trip_through_json() -> None:
     assert decode(encode(ANNA)) == ANNA
 
 
+@pytest.mark.usefixtures("loading")
 def test_snapshots_and_tokens_survive_reopening(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.sqlite3")
     store.save("people", "", "fp", "token-1", 100.0, [ANNA, ANNA.replace(href="b.vcf", uid="u2")])
@@ -41,6 +55,7 @@ def test_snapshots_and_tokens_survive_reopening(tmp_path: Path) -> None:
     assert again.schema_version == len(MIGRATIONS)
 
 
+@pytest.mark.usefixtures("loading")
 def test_a_changed_configuration_drops_the_snapshot(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.sqlite3")
     phone_made = Contact(uid="u2", source="s", href="b.vcf", entry_id="AB" * 16)
