@@ -129,18 +129,30 @@ class _EngineCollector(Collector):
             "Pending changes whose source or document is no longer configured",
             value=len(outbox.parked()),
         )
+        yield GaugeMetricFamily(
+            "xcap_not_modified_ratio",
+            "Share of document GETs and HEADs answered 304, of those answered 2xx or 304",
+            value=self._not_modified_ratio(),
+        )
+
+    def _not_modified_ratio(self) -> float:
+        """How much of the phones' polling the ETags save. Only answers a cache can give
+        count: a Digest challenge (401), a 404 or a probe of /healthz or /metrics (document
+        "-") would otherwise dilute the share with requests no ETag could have spared."""
         answered = not_modified = 0.0
         for metric in self.metrics.requests.collect():
             for sample in metric.samples:
-                if sample.name.endswith("_total") and sample.labels.get("method") in (
-                    "GET",
-                    "HEAD",
+                labels = sample.labels
+                if (
+                    not sample.name.endswith("_total")
+                    or labels.get("method") not in ("GET", "HEAD")
+                    or labels.get("document", "-") == "-"
                 ):
-                    answered += sample.value
-                    if sample.labels.get("status") == "304":
-                        not_modified += sample.value
-        yield GaugeMetricFamily(
-            "xcap_not_modified_ratio",
-            "Share of GETs answered 304",
-            value=not_modified / answered if answered else 0.0,
-        )
+                    continue
+                status = labels.get("status", "")
+                if status == "304":
+                    not_modified += sample.value
+                elif not status.startswith("2"):
+                    continue
+                answered += sample.value
+        return not_modified / answered if answered else 0.0
