@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gateway.outbox_rows import Item
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Origin:
     source: str
     href: str
