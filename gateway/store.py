@@ -15,12 +15,13 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from gateway.heap import bulk, give_back
 from gateway.model import Contact
 from gateway.private_files import private_dir, private_file
-from gateway.process_pool import run_elsewhere
+from gateway.process_pool import map_batches, usable_cores
 
 #: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
 _NORMALIZED_XUI = (
@@ -175,8 +176,10 @@ _State = tuple[str, str | None, float | None]  # fingerprint, token, synced_at
 
 
 def _read_snapshot(
-    db: sqlite3.Connection, source: str, user: str
+    db: sqlite3.Connection, source: str, user: str, part: int = 0, parts: int = 1
 ) -> tuple[_State | None, dict[str, Contact]]:
+    """The state and the contacts of one snapshot (those whose rowid is `part` modulo
+    `parts`: workers decode a big one in parts side by side)."""
     row = db.execute(
         "SELECT fingerprint, token, synced_at FROM source_state WHERE source=? AND user=?",
         (source, user),
@@ -187,19 +190,20 @@ def _read_snapshot(
         contacts = {
             href: decode(data)
             for href, data in db.execute(
-                "SELECT href, data FROM contacts WHERE source=? AND user=?", (source, user)
+                "SELECT href, data FROM contacts WHERE source=? AND user=? AND rowid % ? = ?",
+                (source, user, parts, part),
             )
         }
     return (row[0], row[1], row[2]), contacts
 
 
-def _snapshot_pieces(path: str, source: str, user: str) -> list[bytes]:
-    """In a worker process: the snapshot read in one transaction, pickled in pieces (the
-    state first, then lists of contacts)."""
+def _snapshot_part(path: str, source: str, user: str, parts: int, part: int) -> list[bytes]:
+    """In a worker process: the state and a part of the snapshot's contacts, read in one
+    transaction, pickled in pieces (the state first, then lists of contacts)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
-        db.execute("BEGIN")  # one consistent read of the state and its contacts
-        state, contacts = _read_snapshot(db, source, user)
+        db.execute("BEGIN")
+        state, contacts = _read_snapshot(db, source, user, part, parts)
         db.execute("COMMIT")
     finally:
         db.close()
@@ -212,12 +216,15 @@ def _snapshot_pieces(path: str, source: str, user: str) -> list[bytes]:
     return pieces
 
 
-def _snapshot_from(pieces: list[bytes]) -> tuple[_State | None, dict[str, Contact]]:
-    state: _State | None = pickle.loads(pieces[0])
+def _snapshot_from(parts: list[list[bytes]]) -> tuple[_State | None, dict[str, Contact]]:
+    states = {pickle.loads(pieces[0]) for pieces in parts}
+    if len(states) != 1:  # a save came between the parts' reads: not one snapshot
+        raise sqlite3.OperationalError("the snapshot changed while it was read")
     contacts: dict[str, Contact] = {}
-    for piece in pieces[1:]:
-        contacts.update((contact.href, contact) for contact in pickle.loads(piece))
-    return state, contacts
+    for pieces in parts:
+        for piece in pieces[1:]:
+            contacts.update((contact.href, contact) for contact in pickle.loads(piece))
+    return states.pop(), contacts
 
 
 class Store:
@@ -270,7 +277,9 @@ class Store:
             if count < LOAD_ELSEWHERE_FROM:
                 state, contacts = _read_snapshot(self._db, source, user)
         if count >= LOAD_ELSEWHERE_FROM:
-            pieces = run_elsewhere(_snapshot_pieces, str(self.path), source, user)
+            parts = max(2, usable_cores())
+            read = partial(_snapshot_part, str(self.path), source, user, parts)
+            pieces = map_batches(read, list(range(parts)))
             with bulk():
                 state, contacts = _snapshot_from(pieces)
             del pieces
