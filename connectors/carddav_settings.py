@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import SecretStr, field_validator
 
-from gateway.connector import ConfigPath, ConnectorSettings, PositiveDuration
+from connectors.settings_checks import ca_file_problems, server_url_problem
+from gateway.connector import ConfigPath, ConnectorSettings, PositiveDuration, has_template
 
 
 class CardDavSettings(ConnectorSettings):
@@ -32,4 +33,10 @@ class CardDavSettings(ConnectorSettings):
     def _http(cls, value: str) -> str:
         if not value.lower().startswith(("http://", "https://")):
             raise ValueError(f"{value!r} must start with http:// or https://")
+        if not has_template(value) and (problem := server_url_problem(value, "http")):
+            raise ValueError(problem)
         return value
+
+    def preflight_problems(self) -> list[tuple[str, str]]:
+        """What `check-config` reports beyond validation: files the connection needs."""
+        return ca_file_problems(self.tls_ca_file)

@@ -7,7 +7,14 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from gateway.connector import ConfigPath, ConnectorSettings, Duration, PositiveDuration
+from connectors.settings_checks import ca_file_problems, server_url_problem
+from gateway.connector import (
+    ConfigPath,
+    ConnectorSettings,
+    Duration,
+    PositiveDuration,
+    has_template,
+)
 
 #: The normalized fields an LDAP attribute can feed; list fields take every value.
 TEXT_FIELDS = ("display_name", "given_name", "surname", "profession", "company", "comment")
@@ -106,7 +113,13 @@ class LdapSettings(ConnectorSettings):
         for url in value:
             if not url.lower().startswith(("ldap://", "ldaps://")):
                 raise ValueError(f"{url!r} must start with ldap:// or ldaps://")
+            if not has_template(url) and (problem := server_url_problem(url, "ldap")):
+                raise ValueError(problem)
         return value
+
+    def preflight_problems(self) -> list[tuple[str, str]]:
+        """What `check-config` reports beyond validation: files the connection needs."""
+        return ca_file_problems(self.tls_ca_file)
 
     @field_validator("client")
     @classmethod

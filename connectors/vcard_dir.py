@@ -50,6 +50,7 @@ from gateway.connector import (
     Unavailable,
     WrongEtag,
     event,
+    has_template,
 )
 from gateway.model import Contact, UserRef
 
@@ -61,6 +62,21 @@ class VcardDirSettings(ConnectorSettings):
     path: ConfigPath
     #: vCard version of cards created from a phone.
     version: Literal["3.0", "4.0"] = "3.0"
+
+    def preflight_problems(self) -> builtins.list[tuple[str, str]]:
+        """What `check-config` reports beyond validation. Not checked when loading:
+        `serve` starts without the folder and waits for it (see the module docstring).
+        A per-user folder appears with its user's first contact: never required."""
+        if has_template(str(self.path)):
+            return []
+        try:
+            if not self.path.is_dir():
+                what = "is not a folder" if self.path.exists() else "does not exist"
+                return [("path", f"folder {self.path} {what}")]
+            os.scandir(self.path).close()
+        except OSError as exc:
+            return [("path", f"cannot read folder {self.path}: {exc.strerror}")]
+        return []
 
 
 #: What a scan keeps of a file while its stamp stays the same: the stamp and its card's

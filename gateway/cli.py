@@ -1,4 +1,4 @@
-"""The `xcap-gateway` command: serve, check-config, render."""
+"""The `xcap-gateway` command: serve, check-config, render, sync, status."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway import __version__, keys, logs
+from gateway import __version__, keys, logs, preflight
 from gateway.app import create_app, create_metrics_app, reload
 from gateway.compose import NotReady
 from gateway.config import Config, ConfigError, load_config
@@ -27,19 +27,40 @@ from gateway.model import UserRef
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
 
+#: Every subcommand and its one line in `--help`.
+COMMANDS = (
+    ("serve", "serve the configured documents to phones (the default command)"),
+    ("check-config", "validate the configuration, list every problem; --connect tries each source"),
+    ("render", "print the document one user would get"),
+    ("sync", "sync sources now (through the running server, when there is one)"),
+    ("status", "show each source's last sync, entries and errors, and the outbox"),
+)
+
+
+def _help_text() -> str:
+    """The top-level help's text: what the program is, then every command on its line
+    (argparse's own listing wraps a long command name onto a line of its own)."""
+    width = max(len(name) for name, _ in COMMANDS) + 3
+    lines = "\n".join(f"  {name:<{width}}{text}" for name, text in COMMANDS)
+    return (
+        "Serves SIP phones their contact directories, composed from LDAP, CardDAV and\n"
+        "vCard folders (XCAP, and the desk phones' XML phonebook formats).\n\n"
+        f"commands:\n{lines}\n\n"
+        "`xcap-gateway COMMAND --help` shows a command's options."
+    )
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xcap-gateway", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="xcap-gateway",
+        usage="%(prog)s [-h] [--version] COMMAND [--config PATH] [options]",
+        description=_help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in (
-        ("serve", "serve the configured documents to phones"),
-        ("check-config", "validate the configuration and list every problem"),
-        ("render", "print the document a user would get"),
-        ("sync", "sync sources now (through the running server, when there is one)"),
-        ("status", "show each source's last sync, entries and errors, and the outbox"),
-    ):
-        command = commands.add_parser(name, help=help_text)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
+    for name, help_text in COMMANDS:
+        command = commands.add_parser(name, description=help_text)
         command.add_argument(
             "--config",
             type=Path,
@@ -68,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument(
                 "--user", required=True, help="the xui, e.g. sip:alice@example.com"
             )
+        if name == "check-config":
+            command.add_argument(
+                "--connect",
+                action="store_true",
+                help="also list every source once and report each one's outcome "
+                "(exit 1 when one fails)",
+            )
+            command.add_argument(
+                "--user",
+                help="with --connect: try the per-user sources as this xui's "
+                "(else they are skipped)",
+            )
     words = list(sys.argv[1:] if argv is None else argv)
     if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
         words.insert(0, "serve")  # `xcap-gateway [--config PATH]` serves, like a container's CMD
@@ -81,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(args.log_level or config.logging.level, config.logging.format)
     if args.command == "check-config":
-        print(
-            f"{args.config}: OK ({len(config.sources)} sources, {len(config.documents)} documents)"
-        )
-        return 0
+        return asyncio.run(_check_config(config, args.connect, args.user))
     if args.command == "render":
         return asyncio.run(_render(config, args.document, args.user))
     if args.command == "sync":
@@ -92,6 +122,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return asyncio.run(_status(config))
     return asyncio.run(_serve(config))
+
+
+async def _check_config(config: Config, connect: bool, xui: str | None) -> int:
+    user = None
+    if xui is not None:
+        user = UserRef.parse(xui)
+        if not user.names_one_user():
+            print(f"{xui!r} is not one user's xui (like alice@example.com)", file=sys.stderr)
+            return 2
+    problems = preflight.serving_problems(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(
+            f"{config.path}: OK ({len(config.sources)} sources, {len(config.documents)} documents)"
+        )
+    failed = False
+    if connect:
+        for outcome in await preflight.connect(config, user):
+            print(outcome)
+            failed = failed or outcome.error is not None
+    return 2 if problems else 1 if failed else 0
 
 
 async def _render(config: Config, document: str, xui: str) -> int:

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config_files import tls_problem, users_file_report
 from gateway.config_types import ConfigPath, Duration, PositiveDuration
 from gateway.connector import (
     Connector,
@@ -474,10 +475,21 @@ def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Proble
         yield Problem(path, "server", "tls_listen", "needs tls_cert and tls_key")
     if (server.tls_cert is None) != (server.tls_key is None):
         yield Problem(path, "server", "tls_key", "tls_cert and tls_key go together")
+    missing = False
     for key in ("tls_cert", "tls_key"):
         file = getattr(server, key)
         if file is not None and not file.is_file():
+            missing = True
             yield Problem(path, "server", key, f"no such file: {file}")
+    # Loaded as serving loads them, so an unreadable or mismatched pair is named here and
+    # not in a traceback at start.
+    if (
+        server.tls_cert
+        and server.tls_key
+        and not missing
+        and (tls := tls_problem(server.tls_cert, server.tls_key)) is not None
+    ):
+        yield Problem(path, "server", *tls)
     if (clash := _phonebook_clash(config)) is not None:
         yield Problem(path, "server", "phonebook_root", clash)
     if server.metrics == "admins" and (config.auth.mode == "none" or not config.auth.admins):
@@ -558,6 +570,10 @@ def _auth_checks(config: Config) -> Iterator[Problem]:
         return
     if auth.users_file is not None and not auth.users_file.is_file():
         yield Problem(path, "auth", "users_file", f"no such file: {auth.users_file}")
+    elif auth.users_file is not None:
+        report = users_file_report(auth.users_file, auth.mode, auth_realms(auth))
+        if report.fatal is not None:
+            yield Problem(path, "auth", "users_file", report.fatal)
     if auth.mode == "digest" and auth.users_file is None:
         yield Problem(path, "auth", "users_file", "digest needs an htdigest file")
     if auth.mode == "basic" and auth.users_file is None and auth.ldap_source is None:
@@ -574,6 +590,11 @@ def _auth_checks(config: Config) -> Iterator[Problem]:
             "basic sends passwords in clear and no HTTPS is configured: set tls_cert and "
             "tls_key, use digest, or set allow_insecure_basic = true",
         )
+
+
+def auth_realms(auth: AuthConfig) -> set[str]:
+    """Every realm a digest login may be in."""
+    return {auth.realm, *auth.realms.values()}
 
 
 def _template_checks(config: Config) -> Iterator[Problem]:

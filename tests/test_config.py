@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import trustme
 
 from gateway.config import ConfigError, load_config
 from tests.conftest import ROOT, write_config
@@ -25,6 +29,10 @@ name = "tbook.xml"
 sources = ["demo"]
 write_to = "demo"
 """
+
+
+#: An htpasswd {SHA} hash of "pw".
+SHA_PW = "{SHA}" + base64.b64encode(hashlib.sha1(b"pw").digest()).decode()
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
@@ -105,7 +113,7 @@ def test_password_file_is_read_into_password(tmp_path: Path) -> None:
 def test_auth_settings_are_checked(tmp_path: Path) -> None:
     (line,) = problems(tmp_path, GOOD + '\n[auth]\nmode = "digest"\n')
     assert "[auth] users_file: digest needs an htdigest file" in line
-    (tmp_path / "users").write_text("alice:{SHA}x\n")
+    (tmp_path / "users").write_text(f"alice:{SHA_PW}\n")
     (line,) = problems(tmp_path, GOOD + '\n[auth]\nmode = "basic"\nusers_file = "users"\n')
     assert "[auth] mode: basic sends passwords in clear and no HTTPS is configured" in line
     load_config(
@@ -114,8 +122,10 @@ def test_auth_settings_are_checked(tmp_path: Path) -> None:
             GOOD + '\n[auth]\nmode = "basic"\nusers_file = "users"\nallow_insecure_basic = true\n',
         )
     )
+    (tmp_path / "users.htdigest").write_text(f"alice:xcap:{'0' * 32}\n")
     (line,) = problems(
-        tmp_path, GOOD + '\n[auth]\nmode = "digest"\nusers_file = "users"\nldap_source = "demo"\n'
+        tmp_path,
+        GOOD + '\n[auth]\nmode = "digest"\nusers_file = "users.htdigest"\nldap_source = "demo"\n',
     )
     assert '[auth] ldap_source: must name a [sources.NAME] of type "ldap"' in line
 
@@ -163,14 +173,17 @@ def test_example_configs_are_valid(
     # Secrets and TLS files are the administrator's; stand them in where the examples expect them.
     monkeypatch.setenv("XCAP_AD_PASSWORD", "x")
     text = example.read_text()
+    # The server's pair is loaded as serving loads it: a real certificate and its key.
+    cert = trustme.CA().issue_cert("xcap.example.com")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    (tmp_path / "ldap-password").write_text("x")
     for name in (
         "/etc/xcap-gateway/tls/cert.pem",
         "/etc/xcap-gateway/tls/key.pem",
         "/run/secrets/ldap-password",
     ):
-        stand_in = tmp_path / Path(name).name
-        stand_in.write_text("x")
-        text = text.replace(name, str(stand_in))
+        text = text.replace(name, str(tmp_path / Path(name).name))
     load_config(write_config(tmp_path, text))
 
 
@@ -201,7 +214,9 @@ def test_deployment_configs_are_valid(
         "/etc/xcap-gateway/users/users.htdigest",
     ):
         stand_in = tmp_path / Path(secret).name
-        stand_in.write_text("x\n")
+        # A users file is read as the auth mode reads it: one htdigest line of its realm.
+        realm = tomllib.loads(text)["auth"].get("realm", "xcap")
+        stand_in.write_text(f"alice:{realm}:{'0' * 32}\n" if "htdigest" in secret else "x\n")
         text = text.replace(secret, str(stand_in))
     config = load_config(write_config(tmp_path, text))
     assert config.auth.mode == "digest" and config.documents["tbook"].name == "tbook.xml"
