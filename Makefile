@@ -6,16 +6,25 @@ CONFIG ?= config/gateway.toml
 
 .PHONY: run test test-servers lint check-config bench bench-tools bench-ldap bench-carddav bench-poll bench-search bench-serve clean
 
-$(BIN)/.installed: pyproject.toml
+# What serving needs, and nothing else (`make run`, `make check-config`).
+$(BIN)/.served: pyproject.toml
+	@echo "installing xcap-gateway and what it needs to serve into $(VENV) (pip install -e .)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# What the tests and linters need besides (`make test`): pytest, ruff, mypy, Radicale,
+# Xandikos, hadolint and more, a few hundred MB.
+$(BIN)/.installed: $(BIN)/.served
+	@echo "installing the test and lint tools into $(VENV) (pip install -e '.[test]')"
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(BIN)/.installed
+run: $(BIN)/.served
 	$(BIN)/xcap-gateway serve --config $(CONFIG)
 
-check-config: $(BIN)/.installed
+check-config: $(BIN)/.served
 	$(BIN)/xcap-gateway check-config --config $(CONFIG)
 
 lint: $(BIN)/.installed
@@ -31,8 +40,10 @@ test-servers:
 	for tool in /usr/sbin/slapd ldapsearch podman runc debootstrap; do \
 	    command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing $(DEBIAN_TEST_PACKAGES)"; \
+	    echo "installing Debian packages for the test servers: $(DEBIAN_TEST_PACKAGES) (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
+	elif [ -n "$$missing" ]; then \
+	    echo "not root: not installing $(DEBIAN_TEST_PACKAGES); the tests that need them are skipped"; \
 	fi
 
 # PyICU (sort_locale's collations) builds against Debian's libicu-dev with pkg-config and
@@ -41,10 +52,11 @@ ICU_BUILD_PACKAGES := libicu-dev pkg-config g++
 $(BIN)/.icu: $(BIN)/.installed
 	@if ! pkg-config --exists icu-i18n 2>/dev/null || ! command -v g++ >/dev/null; then \
 	    if [ "$$(id -u)" = 0 ]; then \
-	        echo "installing $(ICU_BUILD_PACKAGES)"; \
+	        echo "installing Debian packages to build PyICU: $(ICU_BUILD_PACKAGES) (apt-get)"; \
 	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ICU_BUILD_PACKAGES) >/dev/null; \
 	    fi; \
 	fi
+	@echo "installing PyICU into $(VENV) (pip install -e '.[icu]'; built once, then cached by pip)"
 	$(BIN)/pip install --quiet -e '.[icu]'
 	touch $@
 
@@ -56,10 +68,11 @@ $(BIN)/.ldap-c: $(BIN)/.installed
 	@if [ ! -e /usr/include/ldap.h ] || [ ! -e /usr/include/sasl/sasl.h ] \
 	    || ! command -v gcc >/dev/null || ! test -e "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("INCLUDEPY"))')/Python.h"; then \
 	    if [ "$$(id -u)" = 0 ]; then \
-	        echo "installing $(LDAP_C_BUILD_PACKAGES)"; \
+	        echo "installing Debian packages to build python-ldap: $(LDAP_C_BUILD_PACKAGES) (apt-get)"; \
 	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LDAP_C_BUILD_PACKAGES) >/dev/null; \
 	    fi; \
 	fi
+	@echo "installing python-ldap into $(VENV) (pip install -e '.[ldap-c]')"
 	$(BIN)/pip install --quiet -e '.[ldap-c]'
 	touch $@
 
