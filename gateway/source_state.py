@@ -224,6 +224,7 @@ class SourceState:
         if contacts is self.contacts:  # nothing changed: cost independent of size
             if changed_token:
                 await self._persist([], [])
+            self._log_sync(started, logging.DEBUG)
             return False
         old = self.contacts
         _keep_phone_ids(contacts, old, self._dropped_phone_ids)
@@ -234,22 +235,32 @@ class SourceState:
         if self.version and not upserts and not deletes:
             if changed_token:
                 await self._persist([], [])
+            self._log_sync(started, logging.DEBUG)
             return False
         self.contacts = contacts
         self._reindex(old, [c.href for c in upserts] + deletes)
         self.version += 1
         await self._persist(upserts, deletes)
+        self._log_sync(started, logging.INFO, added, len(upserts) - added, len(deletes))
+        return True
+
+    def _log_sync(
+        self, started: float, level: int, added: int = 0, changed: int = 0, deleted: int = 0
+    ) -> None:
+        """One line per successful sync: INFO when it changed the contacts (and for a
+        source's first), DEBUG when it found nothing new — a quiet source synced every few
+        minutes, or thousands of per-user books, would fill the log with nothing."""
         event(
             "sync",
+            level,
             source=self.name,
             user=self._xui,
-            entries=len(contacts),
+            entries=len(self.contacts),
             added=added,
-            changed=len(upserts) - added,
-            deleted=len(deletes),
+            changed=changed,
+            deleted=deleted,
             ms=round((time.monotonic() - started) * 1000),
         )
-        return True
 
     async def _persist(self, upserts: list[Contact], deletes: list[str]) -> None:
         """Write the change to the store. A failing store (a full disk) is logged, not
