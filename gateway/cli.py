@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway import __version__, keys, logs, preflight
+from gateway.admin import admin_runner
 from gateway.app import create_app, create_metrics_app, reload
 from gateway.compose import NotReady
 from gateway.config import Config, ConfigError, load_config
@@ -273,6 +274,12 @@ async def _serve(config: Config) -> int:
         await metrics_runner.setup()
         runners.append(metrics_runner)
         addresses += [(a, None, metrics_runner) for a in config.server.metrics_listen]
+    # The admin console: its own runner, on the small connection budget of the metrics
+    # listeners (a flood on the phones' port never locks the administrators out).
+    admin = await admin_runner(app)
+    if admin is not None:
+        runners.append(admin)
+        addresses += [(a, tls, admin) for a in config.server.admin_listen]
     for address, context, owner in addresses:
         try:
             await listeners.listen(owner, address, context, metrics=owner is not runner)
@@ -289,7 +296,8 @@ async def _serve(config: Config) -> int:
             "listening",
             address=address,
             tls=context is not None,
-            metrics_only=owner is not runner or None,
+            metrics_only=owner not in (runner, admin) or None,
+            admin_console=owner is admin or None,
         )
     if listeners.guard.limit < config.server.max_connections:
         logs.event(

@@ -112,18 +112,20 @@ class ServerConfig(_Strict):
     #: Listeners that serve only /metrics (and /healthz, /readyz), open to anyone who
     #: reaches them; with it set, the XCAP listeners do not answer /metrics.
     metrics_listen: list[str] = []
+    #: Listeners of the admin console (gateway.admin), for [auth] admins only; none: off.
+    admin_listen: list[str] = []
     #: Per-user state (source instances, render caches, upstream sessions) unused this long
     #: is dropped from memory; its stored snapshot stays and is reloaded on the next request.
     user_idle_timeout: PositiveDuration = 3600.0
     #: Users whose per-user state is kept in memory at most (least recently used go first).
     max_active_users: int = Field(default=10_000, ge=1)
 
-    @field_validator("listen", "tls_listen", "metrics_listen", mode="before")
+    @field_validator("listen", "tls_listen", "metrics_listen", "admin_listen", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("listen", "tls_listen", "metrics_listen")
+    @field_validator("listen", "tls_listen", "metrics_listen", "admin_listen")
     @classmethod
     def _host_port(cls, value: list[str]) -> list[str]:
         for address in value:
@@ -495,6 +497,10 @@ def _cross_checks(config: Config, declared_sources: set[str]) -> Iterator[Proble
     if server.metrics == "admins" and (config.auth.mode == "none" or not config.auth.admins):
         yield Problem(
             path, "server", "metrics", '"admins" needs [auth] mode digest or basic, and admins'
+        )
+    if server.admin_listen and (config.auth.mode == "none" or not config.auth.admins):
+        yield Problem(
+            path, "server", "admin_listen", "needs [auth] mode digest or basic, and admins"
         )
     yield from _auth_checks(config)
     yield from _template_checks(config)

@@ -212,8 +212,8 @@ def handler_settings(server: ServerConfig) -> dict[str, Any]:
 
 class Listeners:
     """The asyncio servers of one or more AppRunners. The XCAP listeners share one guard;
-    the metrics listeners have their own, so a flood of phones' port never starves the
-    health checks."""
+    the metrics listeners and the admin console's (`metrics=True`) have their own, so a
+    flood of phones' port never starves the health checks or locks administrators out."""
 
     def __init__(self, server: ServerConfig) -> None:
         self.config = server

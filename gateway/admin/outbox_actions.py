@@ -1,0 +1,86 @@
+"""Retry or discard a failed change, for the console's Outbox page.
+
+A failed change (the upstream refused it for good, or it kept failing unexpectedly) is
+no longer pending: its entry shows the upstream value again. Retry queues it anew (a
+fresh, durable outbox row through `Outbox.commit`, then the failed row goes); discard
+moves the failed row to the archive table, where the outbox's own housekeeping would
+have moved it after FAILED_KEEP.
+
+The outbox has no public way to take a change out of its in-memory `failed` list; both
+actions keep that list and `failed_count` in step here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import replace
+
+from gateway.entry import entry_to_json
+from gateway.outbox import Item, Outbox
+from gateway.store import Store
+
+
+def failed_item(outbox: Outbox, item_id: int) -> Item | None:
+    """The failed change with this id, among those the outbox keeps in memory."""
+    return next((item for item in outbox.failed if item.id == item_id), None)
+
+
+async def retry(outbox: Outbox, item: Item) -> Item:
+    """Queue `item` again (as a new change); the failed record goes. The new change."""
+    again = replace(item, id=0, attempts=0, next_attempt=0.0, error=None)
+    await outbox.commit([again])  # durable before the failed row goes: never lost
+    await _forget(outbox, item, "retried")
+    return again
+
+
+async def discard(outbox: Outbox, item: Item) -> None:
+    """Give up on `item`: archived with why, out of the failed list."""
+    await _forget(outbox, item, "discarded")
+
+
+async def _forget(outbox: Outbox, item: Item, why: str) -> None:
+    if outbox.store is not None:
+        await asyncio.to_thread(_archive_one, outbox.store, item, why)
+    # Another request may have taken it meanwhile (two admins, two clicks).
+    if item in outbox.failed:
+        outbox.failed.remove(item)
+        outbox.failed_count = max(0, outbox.failed_count - 1)
+
+
+def _archive_one(store: Store, item: Item, why: str) -> None:
+    record = {
+        "id": item.id,
+        "created": item.created,
+        "document": item.document,
+        "user": item.user,
+        "source": item.source,
+        "source_user": item.source_user,
+        "kind": item.kind,
+        "entry_id": item.entry_id,
+        "href": item.href,
+        "before": entry_to_json(item.before) if item.before else None,
+        "after": entry_to_json(item.after) if item.after else None,
+        "attempts": item.attempts,
+        "error": item.error,
+        "etag": item.etag,
+        "admin": why,
+    }
+    with store.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO outbox_archive (id, created, archived, document, user,"
+            " source, kind, entry_id, error, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.id,
+                item.created,
+                time.time(),
+                item.document,
+                item.user,
+                item.source,
+                item.kind,
+                item.entry_id,
+                item.error,
+                json.dumps(record, ensure_ascii=False),
+            ),
+        )
+        db.execute("DELETE FROM outbox WHERE id=? AND state='failed'", (item.id,))
