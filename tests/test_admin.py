@@ -29,6 +29,7 @@ from gateway.engine import Engine
 from gateway.entry import Entry
 from gateway.model import UserRef
 from gateway.outbox import Item
+from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory, write_config
 from tests.support import free_port, start_gateway, stop_process, wait_listening
 from tests.test_auth import htdigest
@@ -350,3 +351,35 @@ sources = ["demo"]
         assert "admin_console=True" in log.read_text()
     finally:
         stop_process(process)
+
+
+async def test_the_conflicts_page_lists_a_merge_conflict(
+    console_config: Config, contacts_dir: Path
+) -> None:
+    """A phone and the upstream change the same field: the merge's conflict is listed."""
+    url = "/users/sip:alice@example.com/tbook.xml"
+    phone = {"User-Agent": "snomD785/10.1.54.13"}
+    async with running(console_config) as gateway:
+        async with (
+            session_as("alice") as alice,
+            alice.get(gateway.xcap + url, headers=phone) as got,
+        ):
+            entries = counterpath.parse(await got.read())
+        card = contacts_dir / "lars.petersen.vcf"
+        card.write_bytes(card.read_bytes().replace(b"TITLE:Ejer", b"TITLE:Upstream title"))
+        await gateway.engine.sources.state("demo", UserRef("")).refresh()
+        sent = [
+            Entry(e.entry_id, e.display_name, {**e.fields, "profession": "Phone title"})
+            if e.display_name == "Lars Petersen"
+            else e
+            for e in entries
+        ]
+        async with (
+            session_as("alice") as alice,
+            alice.put(gateway.xcap + url, data=counterpath.render(sent), headers=phone) as put,
+        ):
+            assert put.status == 200
+        async with session_as("admin") as admin, admin.get(gateway.admin + "/conflicts") as page:
+            text = await page.text()
+        assert "<td>conflict</td>" in text
+        assert "field=profession" in text and "alice@example.com" in text
