@@ -22,7 +22,7 @@ from gateway import keys, outbox_rows
 from gateway.admin import create_admin_app
 from gateway.admin.csrf import CsrfTokens
 from gateway.admin.keys import CSRF
-from gateway.admin.outbox_actions import discard, failed_item, retry
+from gateway.admin.outbox_actions import discard, failed_item
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
 from gateway.engine import Engine
@@ -262,8 +262,15 @@ async def test_discard_and_retry_a_failed_change(
         await _fail(engine, real)
         assert await asyncio.to_thread(outbox_rows.count, store, "failed") == 2
         await discard(engine.outbox, second)
-        again = await retry(engine.outbox, real)
-        assert again.id != real.id
+        async with (
+            session_as("admin") as admin,
+            admin.post(
+                f"{gateway.admin}/outbox/{real.id}/retry",
+                data={"csrf": await token_of(admin, gateway.admin + "/outbox")},
+                allow_redirects=False,
+            ) as response,
+        ):
+            assert response.status == 303
         assert engine.outbox.failed_count == 0 and not engine.outbox.failed
         await wait_for(lambda: engine.outbox.depth == 0, "the retried change applied")
         assert await asyncio.to_thread(outbox_rows.count, store, "failed") == 0
@@ -383,3 +390,26 @@ async def test_the_conflicts_page_lists_a_merge_conflict(
             text = await page.text()
         assert "<td>conflict</td>" in text
         assert "field=profession" in text and "alice@example.com" in text
+
+
+async def test_a_held_back_shrink_is_accepted_from_the_overview(
+    console_config: Config, contacts_dir: Path
+) -> None:
+    async with running(console_config) as gateway, session_as("admin") as admin:
+        state = gateway.engine.sources.shared_states()[0]
+        had = len(state.contacts)
+        for card in sorted(contacts_dir.glob("*.vcf"))[2:]:
+            card.unlink()
+        url = gateway.admin + "/sources/demo/sync"
+        token = await token_of(admin, gateway.admin + "/")
+        async with admin.post(url, data={"csrf": token}, allow_redirects=False) as response:
+            assert response.status == 303
+        assert state.held_back is not None and len(state.contacts) == had
+        async with admin.get(gateway.admin + "/") as response:
+            assert "Accept the shrink and sync" in await response.text()
+        form = {"csrf": token, "accept_shrink": "1"}
+        async with admin.post(url, data=form, allow_redirects=False) as response:
+            assert response.status == 303
+        assert state.held_back is None and len(state.contacts) == 2
+        async with admin.get(gateway.admin + "/") as response:
+            assert "Accept the shrink and sync" not in await response.text()

@@ -60,8 +60,10 @@ OVERVIEW = """{% extends "base.html" %}
 <td>{{ s.type }}{% if s.per_user %} <span class="muted">(per user, {{ s.instances }} in memory)</span>{% endif %}</td>
 <td>{{ s.last_sync | when }}</td>
 <td>{{ s.entries }}</td>
-{% if s.last_error %}<td class="error last-error">{{ s.last_error }}{% if s.per_user %} ({{ s.failing }} failing){% endif %}</td>
-{% elif s.held_back %}<td class="error last-error">held back: {{ s.held_back[1] }} entries found, {{ s.held_back[0] }} kept (accept with <code>xcap-gateway sync --accept-shrink</code>)</td>
+{% if s.held_back %}<td class="error last-error">{{ s.last_error or "a sync that would drop many entries is held back" }}
+{% if not s.per_user %}<form class="inline" method="post" action="/sources/{{ s.name | urlencode }}/sync">
+<input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="accept_shrink" value="1"><button type="submit">Accept the shrink and sync</button></form>{% endif %}</td>
+{% elif s.last_error %}<td class="error last-error">{{ s.last_error }}{% if s.per_user %} ({{ s.failing }} failing){% endif %}</td>
 {% else %}<td class="ok last-error">none</td>{% endif %}
 <td>{% if s.per_user %}<span class="muted">on each user's request</span>{% else %}{{ s.next_run | when }}{% endif %}</td>
 <td>{% if not s.per_user %}<form class="inline" method="post" action="/sources/{{ s.name | urlencode }}/sync">

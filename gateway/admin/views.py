@@ -84,11 +84,14 @@ async def sync_source(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in engine.config.sources or engine.sources.is_per_user(name):
         raise web.HTTPNotFound(text="no such shared source\n")
-    report = await sync_now(engine, [name], accept_shrink=False)
+    # Only from the button shown while a shrink is held back: the administrator's decision.
+    accept_shrink = (await request.post()).get("accept_shrink") == "1"
+    report = await sync_now(engine, [name], accept_shrink=accept_shrink)
     event(
         "admin_sync",
         user=request[LOGIN],
         source=name,
+        accept_shrink=accept_shrink or None,
         ok=report[name]["ok"],
         entries=report[name]["entries"],
     )
