@@ -133,7 +133,8 @@ class CardDavConnector(Connector[CardDavSettings]):
                 f"set tls_ca_file to the CA that issued it ({exc})"
             ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Unavailable(f"{url}: cannot connect ({exc or type(exc).__name__})") from exc
+            # str(): an exception is true even when its message is empty (a timeout's).
+            raise Unavailable(f"{url}: cannot connect ({str(exc) or type(exc).__name__})") from exc
         if reply.status == 401:
             raise Unavailable(
                 f"{url}: the server rejected the credentials: check username and "

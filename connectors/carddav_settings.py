@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import SecretStr, field_validator
 
 from connectors.settings_checks import ca_file_problems, server_url_problem
-from gateway.connector import ConfigPath, ConnectorSettings, PositiveDuration, has_template
+from gateway.connector import ConfigPath, ConnectorSettings, PositiveDuration
 
 
 class CardDavSettings(ConnectorSettings):
@@ -33,7 +33,7 @@ class CardDavSettings(ConnectorSettings):
     def _http(cls, value: str) -> str:
         if not value.lower().startswith(("http://", "https://")):
             raise ValueError(f"{value!r} must start with http:// or https://")
-        if not has_template(value) and (problem := server_url_problem(value, "http")):
+        if problem := server_url_problem(value, "http"):
             raise ValueError(problem)
         return value
 

@@ -109,6 +109,15 @@ class LdapClient:
                 _close(conn)
                 failures.append(_describe_socket_error(url, exc))
                 continue
+            except (KeyError, ValueError, IndexError, TypeError) as exc:
+                # ldap3's BER decoder on an answer that is no LDAP message (an HTTP server
+                # or proxy on that port) fails with whatever the bytes led it to.
+                _close(conn)
+                failures.append(
+                    f"{url}: the answer is not LDAP ({type(exc).__name__}): "
+                    "a wrong port, or a proxy in the way?"
+                )
+                continue
             if result.get("result") == 49:
                 who = self.settings.bind_dn or "anonymous"
                 raise InvalidCredentials(

@@ -13,7 +13,6 @@ from gateway.connector import (
     ConnectorSettings,
     Duration,
     PositiveDuration,
-    has_template,
 )
 
 #: The normalized fields an LDAP attribute can feed; list fields take every value.
@@ -113,7 +112,7 @@ class LdapSettings(ConnectorSettings):
         for url in value:
             if not url.lower().startswith(("ldap://", "ldaps://")):
                 raise ValueError(f"{url!r} must start with ldap:// or ldaps://")
-            if not has_template(url) and (problem := server_url_problem(url, "ldap")):
+            if problem := server_url_problem(url, "ldap"):
                 raise ValueError(problem)
         return value
 

@@ -7,15 +7,31 @@ import re
 import ssl
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from gateway.connector import has_template
 
 # Letters (IDN host names too), digits, dots, hyphens, underscores; or an IPv6 address.
 _HOST = re.compile(r"[\w.-]+|[0-9A-Fa-f:.]+")
 
 
 def server_url_problem(url: str, kind: Literal["ldap", "http"]) -> str | None:
-    """Why `url` (its scheme already checked) cannot be connected to; None if it can."""
+    """Why `url` (its scheme already checked) cannot be connected to; None if it can. A
+    template in the path (`https://dav.example.com/{user}/`) leaves the server part to
+    check (one in the server part is refused elsewhere: a request must not pick the
+    server)."""
     parts = urlsplit(url)
+    if has_template(parts.netloc):
+        return None
+    if has_template(url):
+        server = urlsplit(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+        return _problem(server, url, kind, path_checked=False)
+    return _problem(parts, url, kind, path_checked=True)
+
+
+def _problem(
+    parts: SplitResult, url: str, kind: Literal["ldap", "http"], path_checked: bool
+) -> str | None:
     try:
         port = parts.port
     except ValueError:
@@ -30,7 +46,7 @@ def server_url_problem(url: str, kind: Literal["ldap", "http"]) -> str | None:
     if kind == "ldap":
         if parts.username is not None:
             return f"{url!r}: give the account as bind_dn and password, not in the URL"
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
+        if path_checked and (parts.path not in ("", "/") or parts.query or parts.fragment):
             return (
                 f"{url!r}: only the server goes here ({example}); the search base is "
                 "base_dn, the filter is filter"

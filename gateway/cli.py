@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
     for name, help_text in COMMANDS:
-        command = commands.add_parser(name, description=help_text)
+        # prog named here: else each command's usage and errors begin with the
+        # top-level usage line.
+        command = commands.add_parser(name, description=help_text, prog=f"xcap-gateway {name}")
         command.add_argument(
             "--config",
             type=Path,
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
         words.insert(0, "serve")  # `xcap-gateway [--config PATH]` serves, like a container's CMD
     args = parser.parse_args(words)
+    if args.command == "check-config" and args.user is not None and not args.connect:
+        parser.error("check-config: --user is for --connect (the per-user sources to try)")
     logs.setup(args.log_level or "INFO")
     try:
         config = load_config(args.config)

@@ -50,9 +50,16 @@ def tls_problem(cert: Path, key: Path) -> tuple[str, str] | None:
             "unencrypted, readable by the gateway's user only (openssl pkey -in KEY -out NEW)"
         )
     except ssl.SSLError as exc:
-        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+        reason = str(exc.reason or exc)
+        # NO_CERTIFICATE_ASSIGNED: a key of another type than the certificate's (EC for RSA).
+        if reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
             return "tls_key", f"{key} is not the private key of the certificate in {cert}"
-        return "tls_key", f"{key} holds no PEM private key for {cert} ({exc.reason or exc})"
+        if reason in ("EE_KEY_TOO_SMALL", "CA_MD_TOO_WEAK", "CA_KEY_TOO_SMALL"):
+            return "tls_cert", (
+                f"{cert} or its key is too weak for OpenSSL's security level ({reason}): "
+                "use at least 2048-bit RSA or an EC key, signed with SHA-256"
+            )
+        return "tls_key", f"{key} holds no PEM private key for {cert} ({reason})"
     return None
 
 

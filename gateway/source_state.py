@@ -162,18 +162,24 @@ class SourceState:
                     contacts = await self._pull_changes()
                 else:
                     contacts = await self._pull_listing()
-            except ConnectorError as exc:
+            except Exception as exc:
+                # A connector's typed error, or anything else it let through (a library's
+                # decoding error on a non-LDAP answer): a failed sync either way, retried with
+                # backoff — never a scheduler task that dies and leaves the source unsynced.
                 self._count("failed", started)
                 self.token = token
                 self.failures += 1
-                self.last_error = str(exc)
+                detail = str(exc) or type(exc).__name__
+                if not isinstance(exc, ConnectorError):
+                    detail = f"unexpected {type(exc).__name__} from the connector: {detail}"
+                self.last_error = detail
                 event(
                     "sync_failed",
                     logging.ERROR,
                     source=self.name,
                     user=self._xui,
                     error=type(exc).__name__,
-                    detail=str(exc),
+                    detail=detail,
                     failures=self.failures,
                 )
                 return False
@@ -220,11 +226,14 @@ class SourceState:
         changed_token = self.token != token or _older_than(
             self._stored_synced_at, self.config.interval / 2
         )
+        # A source's first sync has its line at INFO even when it finds nothing (an empty
+        # folder or filter): at INFO a source that never logged would look dead.
+        quiet = logging.INFO if self.synced_at is None else logging.DEBUG
         self.synced_at = time.time()
         if contacts is self.contacts:  # nothing changed: cost independent of size
             if changed_token:
                 await self._persist([], [])
-            self._log_sync(started, logging.DEBUG)
+            self._log_sync(started, quiet)
             return False
         old = self.contacts
         _keep_phone_ids(contacts, old, self._dropped_phone_ids)
@@ -235,7 +244,7 @@ class SourceState:
         if self.version and not upserts and not deletes:
             if changed_token:
                 await self._persist([], [])
-            self._log_sync(started, logging.DEBUG)
+            self._log_sync(started, quiet)
             return False
         self.contacts = contacts
         self._reindex(old, [c.href for c in upserts] + deletes)

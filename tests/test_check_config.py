@@ -6,8 +6,10 @@ source once against real servers. And `--help` names every command."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_key
 
 from gateway.config import load_config
 from tests.conftest import write_config
@@ -179,6 +183,36 @@ def test_tls_files_are_loaded_as_serving_loads_them(tmp_path: Path, contacts_dir
     assert f"[server] tls_key: {key} is not the private key of the certificate in {cert}" in line
     line = problem_after(lambda: key.write_text("garbage\n"))
     assert f"[server] tls_key: {key} holds no PEM private key" in line
+    # A key of another type than the certificate's is a mismatch too, said so.
+    rsa = trustme.CA().issue_cert("rsa.example.com", key_type=trustme.KeyType.RSA)
+    line = problem_after(lambda: cert.write_bytes(rsa.cert_chain_pems[0].bytes()))
+    assert f"[server] tls_key: {key} is not the private key of the certificate in {cert}" in line
+
+    def weak() -> None:
+        small = rsa_key.generate_private_key(public_exponent=65537, key_size=1024)
+        subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "weak")])
+        now = datetime.datetime.now(datetime.UTC)
+        signed = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(small.public_key())
+            .serial_number(1)
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(small, hashes.SHA256())
+        )
+        cert.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
+        key.write_bytes(
+            small.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    line = problem_after(weak)
+    assert f"[server] tls_cert: {cert} or its key is too weak" in line
 
     def encrypt() -> None:
         loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
@@ -231,6 +265,26 @@ def test_a_malformed_ldap_url_is_named(
     assert line == f"{path}: [sources.people] url: {url!r}: {message}" or (
         line.startswith(f"{path}: [sources.people] url: {url!r}") and message in line
     ), line
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://dav.example.com:99999/{user}/", "the port must be a number from 1 to 65535"),
+        ("http:///{user}/contacts/", "names no server"),
+    ],
+)
+def test_a_url_with_a_template_in_its_path_has_its_server_checked(
+    tmp_path: Path, contacts_dir: Path, url: str, message: str
+) -> None:
+    """The template only hides the path: the server part is checked as in any URL."""
+    dav = f'\n[sources.book]\ntype = "carddav"\nurl = "{url}"\n'
+    result = check("--config", str(write_config(tmp_path, folder_config(contacts_dir) + dav)))
+    assert result.returncode == 2
+    assert f"[sources.book] url: {url!r}" in result.stderr and message in result.stderr, result.stderr
+    fine = dav.replace(url, "https://dav.example.com:8443/{user}/book/")
+    result = check("--config", str(write_config(tmp_path, folder_config(contacts_dir) + fine)))
+    assert result.returncode == 0, result.stderr
 
 
 def test_an_unreadable_ca_file_fails_the_check(tmp_path: Path, contacts_dir: Path) -> None:
@@ -310,3 +364,21 @@ def test_connect_with_file_problems_reports_both(tmp_path: Path) -> None:
     assert result.returncode == 2  # the file's problem comes first
     assert f"[sources.demo] path: folder {missing} does not exist" in result.stderr
     assert f"source demo (vcard-dir): FAILED: folder {missing} does not exist" in result.stdout
+
+
+def test_connect_names_a_carddav_server_that_never_answers(
+    tmp_path: Path, contacts_dir: Path
+) -> None:
+    """A read timeout said `cannot connect ()`: an exception is true even when its message
+    is empty, so the empty message was shown instead of its type."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/book/"
+        dav = f'\n[sources.book]\ntype = "carddav"\nurl = "{url}"\ntimeout = "1s"\n'
+        path = write_config(tmp_path, folder_config(contacts_dir) + dav)
+        result = check("--config", str(path), "--connect")
+    finally:
+        silent.close()
+    assert result.returncode == 1
+    (line,) = [line for line in result.stdout.splitlines() if "source book" in line]
+    assert "FAILED" in line and "()" not in line and "Timeout" in line, line

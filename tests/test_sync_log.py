@@ -37,3 +37,14 @@ def test_a_sync_without_change_logs_at_debug_one_with_change_at_info(
     card.write_text(card.read_text().replace("END:VCARD", "NOTE:changed\r\nEND:VCARD"))
     (changed,) = sync(path, "INFO")
     assert "INFO" in changed and "entries=28 added=0 changed=1 deleted=0" in changed
+
+
+def test_the_first_sync_of_an_empty_source_logs_at_info(tmp_path: Path) -> None:
+    """An empty folder finds nothing new on its very first sync: still its line at INFO,
+    or at the default level a new source would never show it ran."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path = write_config(tmp_path, folder_config(empty))
+    (first,) = sync(path, "INFO")
+    assert "INFO" in first and "source=demo entries=0" in first
+    assert sync(path, "INFO") == []  # the next ones, nothing new: DEBUG
