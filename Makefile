@@ -34,10 +34,10 @@ lint: $(BIN)/.installed
 
 # Real servers for the integration tests, from Debian, installed when missing (as root):
 # slapd and ldap-utils; podman, runc and debootstrap for the container test.
-DEBIAN_TEST_PACKAGES := slapd ldap-utils podman runc debootstrap
+DEBIAN_TEST_PACKAGES := slapd ldap-utils podman runc debootstrap chromium
 test-servers:
 	@missing=""; \
-	for tool in /usr/sbin/slapd ldapsearch podman runc debootstrap; do \
+	for tool in /usr/sbin/slapd ldapsearch podman runc debootstrap chromium; do \
 	    command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages for the test servers: $(DEBIAN_TEST_PACKAGES) (apt-get)"; \
