@@ -22,7 +22,7 @@ from gateway import keys, outbox_rows
 from gateway.admin import create_admin_app
 from gateway.admin.csrf import CsrfTokens
 from gateway.admin.keys import CSRF
-from gateway.admin.outbox_actions import discard, failed_item
+from gateway.admin.outbox_actions import claim, discard, failed_item
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
 from gateway.engine import Engine
@@ -261,7 +261,9 @@ async def test_discard_and_retry_a_failed_change(
         real = await _real_edit(engine)
         await _fail(engine, real)
         assert await asyncio.to_thread(outbox_rows.count, store, "failed") == 2
-        await discard(engine.outbox, second)
+        claimed = claim(engine.outbox, second.id)
+        assert claimed is second
+        await discard(engine.outbox, claimed)
         async with (
             session_as("admin") as admin,
             admin.post(
@@ -275,6 +277,42 @@ async def test_discard_and_retry_a_failed_change(
         await wait_for(lambda: engine.outbox.depth == 0, "the retried change applied")
         assert await asyncio.to_thread(outbox_rows.count, store, "failed") == 0
         assert "FN:Anna Retried" in (contacts_dir / "anna.mueller.vcf").read_text()
+
+
+@pytest.mark.parametrize("actions", [("retry", "retry"), ("retry", "discard"), ("discard", "retry")])
+async def test_two_actions_on_one_failed_change_at_once_take_effect_once(
+    console_config: Config, actions: tuple[str, str]
+) -> None:
+    """Two admins (or a double click): the first request takes the change, the second
+    finds it gone. Before, both got past the look-up: a change was queued twice, or
+    retried while the other admin was told it was discarded."""
+    async with running(console_config) as gateway:
+        engine = gateway.engine
+        store = engine.outbox.store
+        assert store is not None
+        change = _failed_change(engine, 1)
+        await _fail(engine, change)
+        pending_before = await asyncio.to_thread(outbox_rows.count, store, "pending")
+        async with session_as("admin") as admin:
+            token = await token_of(admin, gateway.admin + "/outbox")
+
+            async def act(action: str) -> int:
+                url = f"{gateway.admin}/outbox/{change.id}/{action}"
+                async with admin.post(url, data={"csrf": token}, allow_redirects=False) as answer:
+                    return answer.status
+
+            statuses = await asyncio.gather(*(act(action) for action in actions))
+            too_long = f"{gateway.admin}/outbox/{'9' * 4301}/retry"
+            async with admin.post(too_long, data={"csrf": token}) as response:
+                assert response.status == 404  # not a 500 from int()
+        assert sorted(statuses) == [303, 404]
+        assert not engine.outbox.failed and engine.outbox.failed_count == 0
+        retried = actions[statuses.index(303)] == "retry"
+        pending = await asyncio.to_thread(outbox_rows.count, store, "pending")
+        assert pending - pending_before <= (1 if retried else 0)
+        with store.transaction() as db:
+            archived = db.execute("SELECT id FROM outbox_archive").fetchall()
+        assert archived == [(change.id,)]
 
 
 async def _real_edit(engine: Engine) -> Item:

@@ -26,26 +26,47 @@ def failed_item(outbox: Outbox, item_id: int) -> Item | None:
     return next((item for item in outbox.failed if item.id == item_id), None)
 
 
+def claim(outbox: Outbox, item_id: int) -> Item | None:
+    """The failed change with this id, out of the failed list at once (no await between
+    the look-up and the removal): one retry or discard per change, whoever clicks."""
+    item = failed_item(outbox, item_id)
+    if item is not None:
+        outbox.failed.remove(item)
+        outbox.failed_count = max(0, outbox.failed_count - 1)
+    return item
+
+
+def _unclaim(outbox: Outbox, item: Item) -> None:
+    outbox.failed.append(item)
+    outbox.failed_count += 1
+
+
 async def retry(outbox: Outbox, item: Item) -> Item:
-    """Queue `item` again (as a new change); the failed record goes. The new change."""
+    """Queue the claimed `item` again (as a new change); the failed record goes. The new
+    change. If it cannot be queued (the database refuses), it is failed as before."""
     again = replace(item, id=0, attempts=0, next_attempt=0.0, error=None)
-    await outbox.commit([again])  # durable before the failed row goes: never lost
-    await _forget(outbox, item, "retried")
+    try:
+        await outbox.commit([again])  # durable before the failed row goes: never lost
+    except BaseException:
+        _unclaim(outbox, item)
+        raise
+    # Queued now: even if archiving the failed row fails, it is not offered again here.
+    await _archive(outbox, item, "retried")
     return again
 
 
 async def discard(outbox: Outbox, item: Item) -> None:
-    """Give up on `item`: archived with why, out of the failed list."""
-    await _forget(outbox, item, "discarded")
+    """Give up on the claimed `item`: archived with why (failed as before if that fails)."""
+    try:
+        await _archive(outbox, item, "discarded")
+    except BaseException:
+        _unclaim(outbox, item)
+        raise
 
 
-async def _forget(outbox: Outbox, item: Item, why: str) -> None:
+async def _archive(outbox: Outbox, item: Item, why: str) -> None:
     if outbox.store is not None:
         await asyncio.to_thread(_archive_one, outbox.store, item, why)
-    # Another request may have taken it meanwhile (two admins, two clicks).
-    if item in outbox.failed:
-        outbox.failed.remove(item)
-        outbox.failed_count = max(0, outbox.failed_count - 1)
 
 
 def _archive_one(store: Store, item: Item, why: str) -> None:

@@ -116,8 +116,9 @@ OUTBOX = """{% extends "base.html" %}
 <form class="inline" method="post" action="/outbox/{{ f.item.id }}/discard"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Discard</button></form></td></tr>
 {% endfor %}
 </table>
-{% if failed_count > failed | length %}<p class="muted">The newest {{ failed | length }} are listed; <code>xcap-gateway status</code> counts them all.</p>{% endif %}
-{% else %}<p class="muted">No failed changes.</p>{% endif %}
+{% endif %}
+{% if failed_count > failed | length %}<p class="muted">{{ failed_count - failed | length }} more are in the state database: the gateway keeps {{ failed | length or "none" }} of them in memory, and lists the others here after its next restart (<code>xcap-gateway status</code> counts them all).</p>
+{% elif not failed %}<p class="muted">No failed changes.</p>{% endif %}
 {% endblock %}
 """
 

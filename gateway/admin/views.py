@@ -30,8 +30,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", overview)
     app.router.add_post("/sources/{name}/sync", sync_source)
     app.router.add_get("/outbox", outbox_page)
-    app.router.add_post("/outbox/{id:[0-9]+}/retry", retry_change)
-    app.router.add_post("/outbox/{id:[0-9]+}/discard", discard_change)
+    # At most 18 digits: an int, never int()'s refusal of 4,300 digits (a 500).
+    app.router.add_post("/outbox/{id:[0-9]{1,18}}/retry", retry_change)
+    app.router.add_post("/outbox/{id:[0-9]{1,18}}/discard", discard_change)
     app.router.add_get("/conflicts", conflicts)
     app.router.add_get("/user", user_view)
     app.router.add_get("/user/raw", user_raw)
@@ -130,23 +131,26 @@ async def outbox_page(request: web.Request) -> web.Response:
     )
 
 
-def _failed(request: web.Request) -> Item:
+def _claimed(request: web.Request) -> Item:
+    """The failed change named, taken out of the failed list before anything is awaited:
+    a second request for it (another admin, a double click) finds it gone (404), never
+    queues it twice nor retries what the other discards."""
     outbox = request.app[keys.ENGINE].outbox
-    item = outbox_actions.failed_item(outbox, int(request.match_info["id"]))
+    item = outbox_actions.claim(outbox, int(request.match_info["id"]))
     if item is None:
         raise web.HTTPNotFound(text="no such failed change (retried or discarded already?)\n")
     return item
 
 
 async def retry_change(request: web.Request) -> web.StreamResponse:
-    item = _failed(request)
+    item = _claimed(request)
     again = await outbox_actions.retry(request.app[keys.ENGINE].outbox, item)
     event("admin_retry", admin=request[LOGIN], change=item.id, queued_as=again.id, **item.context())
     raise web.HTTPSeeOther("/outbox")
 
 
 async def discard_change(request: web.Request) -> web.StreamResponse:
-    item = _failed(request)
+    item = _claimed(request)
     await outbox_actions.discard(request.app[keys.ENGINE].outbox, item)
     event("admin_discard", admin=request[LOGIN], change=item.id, **item.context())
     raise web.HTTPSeeOther("/outbox")
