@@ -59,6 +59,12 @@ class SyncScheduler:
             state.name, next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
         )
 
+    def next_run(self, name: str) -> float | None:
+        """When the source `name` syncs next (a timestamp); None when it is not scheduled."""
+        job = self._scheduler.get_job(name) if self._scheduler.running else None
+        when = getattr(job, "next_run_time", None)
+        return when.timestamp() if isinstance(when, dt.datetime) else None
+
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)

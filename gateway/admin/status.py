@@ -3,7 +3,6 @@ instances and scheduler, never from upstream (a page view syncs nothing)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from gateway.engine import Engine
@@ -55,10 +54,5 @@ def source_rows(engine: Engine) -> list[SourceRow]:
 
 
 def _next_run(engine: Engine, state: SourceState) -> float | None:
-    """When the scheduler runs the source next (None before the engine started it).
-    APScheduler's job is reached through the scheduler's attribute: SyncScheduler has
-    no public accessor for it yet."""
-    scheduler = getattr(engine.sources.scheduler, "_scheduler", None)
-    job = scheduler.get_job(state.name) if scheduler is not None else None
-    when = getattr(job, "next_run_time", None)
-    return when.timestamp() if isinstance(when, dt.datetime) else None
+    """When the scheduler runs the source next (None before the engine started it)."""
+    return engine.sources.scheduler.next_run(state.name)
