@@ -577,7 +577,9 @@ def _auth_checks(config: Config) -> Iterator[Problem]:
     if auth.users_file is not None and not auth.users_file.is_file():
         yield Problem(path, "auth", "users_file", f"no such file: {auth.users_file}")
     elif auth.users_file is not None:
-        report = users_file_report(auth.users_file, auth.mode, auth_realms(auth))
+        report = users_file_report(
+            auth.users_file, auth.mode, auth_realms(auth), auth.ldap_source is not None
+        )
         if report.fatal is not None:
             yield Problem(path, "auth", "users_file", report.fatal)
     if auth.mode == "digest" and auth.users_file is None:

@@ -136,6 +136,11 @@ def users_file_report(
             )
         else:
             fatal = f"{file} is not {wanted}: nobody could log in"
+        if has_ldap_source:
+            # The directory's logins still work: worth a word from check-config, not a
+            # refusal to start (the file may be shared with other services).
+            bad.append(fatal.replace("nobody could log in", "only the directory's logins work"))
+            fatal = None
     elif not lines and not has_ldap_source:
         bad.append(f"{file} names no users: nobody can log in")
     return UsersFileReport(fatal, [] if fatal else bad, usable)

@@ -382,3 +382,22 @@ def test_connect_names_a_carddav_server_that_never_answers(
     assert result.returncode == 1
     (line,) = [line for line in result.stdout.splitlines() if "source book" in line]
     assert "FAILED" in line and "()" not in line and "Timeout" in line, line
+
+
+def test_a_users_file_nobody_can_use_does_not_stop_directory_logins(
+    tmp_path: Path, contacts_dir: Path
+) -> None:
+    """Basic logins checked against an LDAP source work whatever the users file holds: its
+    unreadable lines are check-config's concern, not a reason to refuse to start."""
+    users = tmp_path / "des-only.htpasswd"
+    users.write_text("svc:fwZ1wmCQE.5fI\n")  # DES crypt: a hash the gateway does not read
+    auth = (
+        f'\n[auth]\nmode = "basic"\nusers_file = "{users}"\nldap_source = "people"\n'
+        "allow_insecure_basic = true\n"
+    )
+    path = write_config(tmp_path, ldap_config(contacts_dir, "ldap://ldap.example.com") + auth)
+    assert load_config(path).auth.ldap_source == "people"  # serve starts
+    result = check("--config", str(path))
+    assert result.returncode == 2
+    assert "[auth] users_file:" in result.stderr
+    assert "only the directory's logins work" in result.stderr, result.stderr
