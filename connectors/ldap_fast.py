@@ -10,7 +10,6 @@ on ldap3. Everything here blocks: call it from a worker thread or process.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -20,14 +19,13 @@ from ldap3 import Connection
 from ldap3.core.results import RESULT_CODES
 
 from connectors.ldap_client import PAGED_RESULTS, Entry, InvalidCredentials, LdapClient, check
-from connectors.ldap_settings import LdapSettings
-from gateway.connector import Unavailable
-from gateway.logs import event
+from connectors.ldap_settings import LdapSettings, python_ldap_available
+from gateway.connector import Unavailable, event
 
 
 def available() -> bool:
-    """Whether python-ldap can be imported (its module is `ldap`)."""
-    return importlib.util.find_spec("ldap") is not None
+    """Whether python-ldap can be imported and loads."""
+    return python_ldap_available()
 
 
 class PagedSearch:

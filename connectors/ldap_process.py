@@ -14,10 +14,12 @@ import dataclasses
 import gc
 import multiprocessing
 import operator
+import os
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from gateway.connector import Changes
+from gateway.connector import Changes, Unavailable, die_with_parent
 from gateway.model import Contact
 
 Row = tuple[Any, ...]
@@ -30,7 +32,16 @@ async def changes_in_process(work: Callable[..., Changes], *args: Any) -> Change
     """`work(*args)` in the pull process. `work` and its arguments must pickle: a
     module-level function and plain values."""
     loop = asyncio.get_running_loop()
-    shell, rows = await loop.run_in_executor(_processes(), _packed, work, *args)
+    try:
+        shell, rows = await loop.run_in_executor(_processes(), _packed, work, *args)
+    except BrokenProcessPool as exc:
+        # Killed (the OOM killer, an operator): a broken pool stays broken, and every
+        # later pull would fail until a restart. The next sync starts a new process.
+        _discard_pool()
+        raise Unavailable(
+            "the LDAP pull process ended abruptly (killed, or out of memory); "
+            "the next sync starts a new one"
+        ) from exc
     # Off the loop: 100k Contacts take a quarter of a second to build.
     return await asyncio.to_thread(unpack, shell, rows)
 
@@ -38,11 +49,23 @@ async def changes_in_process(work: Callable[..., Changes], *args: Any) -> Change
 def _processes() -> concurrent.futures.ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
-        # spawn, not fork: the gateway's process has threads and an event loop.
+        # spawn, not fork: the gateway's process has threads and an event loop. Made on
+        # the event loop's thread (which lives as long as the gateway): its workers die
+        # with the gateway, even when it is SIGKILLed.
         _POOL = concurrent.futures.ProcessPoolExecutor(
-            max_workers=2, mp_context=multiprocessing.get_context("spawn")
+            max_workers=2,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         )
     return _POOL
+
+
+def _discard_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
+        _POOL = None
 
 
 def _packed(work: Callable[..., Changes], *args: Any) -> tuple[Changes, list[Row]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Literal
 
@@ -123,10 +124,11 @@ class LdapSettings(ConnectorSettings):
     @field_validator("client")
     @classmethod
     def _client_installed(cls, value: str) -> str:
-        if value == "python-ldap" and importlib.util.find_spec("ldap") is None:
+        if value == "python-ldap" and not python_ldap_available():
             raise ValueError(
-                "python-ldap is not installed: pip install 'xcap-gateway[ldap-c]' (builds "
-                'against libldap2-dev and libsasl2-dev) or apt install python3-ldap; or set "auto"'
+                "python-ldap is not installed, or does not load (its libldap): pip install "
+                "'xcap-gateway[ldap-c]' (builds against libldap2-dev and libsasl2-dev) or apt "
+                'install python3-ldap; or set "auto"'
             )
         return value
 
@@ -165,3 +167,16 @@ class LdapSettings(ConnectorSettings):
     @property
     def object_classes(self) -> list[str]:
         return self.create_object_classes or PRESET_OBJECT_CLASSES[self.preset]
+
+
+@functools.cache
+def python_ldap_available() -> bool:
+    """Whether python-ldap can be imported (its module is `ldap`): really imported, since
+    an installed one whose libldap is missing or broken fails only then."""
+    if importlib.util.find_spec("ldap") is None:
+        return False
+    try:
+        import ldap  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -12,10 +12,15 @@ from typing import TypeVar
 
 from connectors.vcard import card_to_contact
 from connectors.vcard_lines import Card, card_etag, split_cards
-from gateway.connector import ConnectorError, NotFound, Unavailable
-from gateway.heap import bulk, give_back
+from gateway.connector import (
+    ConnectorError,
+    NotFound,
+    Unavailable,
+    bulk,
+    give_back,
+    map_batches,
+)
 from gateway.model import Contact
-from gateway.process_pool import map_batches
 
 T = TypeVar("T")
 SUFFIX = ".vcf"

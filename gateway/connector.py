@@ -20,12 +20,19 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config_types import ConfigPath, Duration, PositiveDuration
+from gateway.heap import bulk, give_back
 from gateway.logs import event
 from gateway.model import Contact, UserRef, is_one_name
+from gateway.process_pool import die_with_parent, map_batches
 
 __all__ = [
     "AlreadyExists",
     "event",
+    # For the heavy work of big sources, off the event loop and its interpreter lock.
+    "bulk",
+    "die_with_parent",
+    "give_back",
+    "map_batches",
     "Capabilities",
     "Changes",
     "decode_token",

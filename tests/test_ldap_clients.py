@@ -16,7 +16,7 @@ import pytest
 from connectors.ldap import LdapConnector
 from connectors.ldap_entry import etag_of
 from connectors.ldap_fast import available
-from connectors.ldap_settings import LdapSettings
+from connectors.ldap_settings import LdapSettings, python_ldap_available
 from gateway.connector import Unavailable
 from tests.connector_contract import listing
 from tests.ldap.server import PEOPLE, READER_DN, SERVICE_PASSWORD, Slapd
@@ -109,8 +109,12 @@ def test_python_ldap_where_it_is_missing_is_a_configuration_error(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "ldap" else find_spec(name)
     )
-    with pytest.raises(
-        pydantic.ValidationError, match=r"client\n.*pip install 'xcap-gateway\[ldap-c\]'"
-    ):
-        LdapSettings(url=["ldap://x"], base_dn="o=x", client="python-ldap")  # type: ignore[arg-type]
-    assert LdapSettings(url=["ldap://x"], base_dn="o=x").client == "auto"  # type: ignore[arg-type]
+    python_ldap_available.cache_clear()  # it remembers what it found
+    try:
+        with pytest.raises(
+            pydantic.ValidationError, match=r"client\n.*pip install 'xcap-gateway\[ldap-c\]'"
+        ):
+            LdapSettings(url=["ldap://x"], base_dn="o=x", client="python-ldap")  # type: ignore[arg-type]
+        assert LdapSettings(url=["ldap://x"], base_dn="o=x").client == "auto"  # type: ignore[arg-type]
+    finally:
+        python_ldap_available.cache_clear()
