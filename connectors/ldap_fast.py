@@ -180,7 +180,8 @@ class FastPager:
 def _text(exc: Any) -> str:
     """python-ldap's error as one line: its description, then libldap's detail if any."""
     details = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    desc = str(details.get("desc") or exc)
+    # ldap.TIMEOUT carries nothing: its class name is all there is to say.
+    desc = str(details.get("desc") or exc) or type(exc).__name__.lower().replace("_", " ")
     info = str(details.get("info") or "").strip()
     return f"{desc} ({info})" if info and info != "(unknown error code)" else desc
 

@@ -60,3 +60,14 @@ def test_a_python_ldap_that_does_not_load_is_not_available(
         assert PagedSearch("people", settings, LdapClient(settings)).fast is None
     finally:
         python_ldap_available.cache_clear()
+
+
+def test_a_python_ldap_timeout_says_so() -> None:
+    """ldap.TIMEOUT carries no description: the message ended in 'failed: '."""
+    ldap = pytest.importorskip("ldap")
+    from connectors.ldap_fast import _text
+
+    assert _text(ldap.TIMEOUT()) == "timeout"
+    assert _text(ldap.SERVER_DOWN({"desc": "Can't contact LDAP server"})) == (
+        "Can't contact LDAP server"
+    )
