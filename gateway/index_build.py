@@ -83,9 +83,6 @@ class Table:
             return self.values[at]
         return None
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
 
 @dataclass
 class Tables:
