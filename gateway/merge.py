@@ -180,12 +180,25 @@ def _unknown_ancestor(plan: Plan, theirs: Entry, ours: Entry, policy: Policy) ->
 
 
 def _deleted_upstream(plan: Plan, before: Entry, theirs: Entry, policy: Policy) -> None:
-    if not changed_fields(before, theirs):
-        return  # not resurrected: the phone only still had it
+    if not edited_fields(before, theirs):
+        # Not resurrected: the phone only still had it (or only reordered a number list,
+        # which merges by value and so is no edit).
+        return
     winner: Literal["phone", "upstream"] = "phone" if policy == "phone-wins" else "upstream"
     plan.conflicts.append(Conflict(theirs.entry_id, "*", "edited", "deleted", winner))
     if winner == "phone":
         plan.changes.append(Create(theirs))
+
+
+def edited_fields(before: Entry, after: Entry) -> set[str]:
+    """The fields the phone changed, as the merge counts them: a number list reordered
+    but holding the same values is unchanged (lists merge by value)."""
+    return {
+        name
+        for name in changed_fields(before, after)
+        if name not in NUMBER_FIELDS
+        or set(_as_list(before.get(name))) != set(_as_list(after.get(name)))
+    }
 
 
 def _merge_list(base: FieldValue, theirs: FieldValue, ours: FieldValue) -> FieldValue:

@@ -98,6 +98,17 @@ def test_deleted_upstream_stays_deleted_unless_the_phone_edited_it() -> None:
     assert plan.changes == [] and plan.conflicts[0].field == "*"
 
 
+def test_a_number_list_only_reordered_does_not_bring_back_an_entry_deleted_upstream() -> None:
+    # Found by the stateful write-back test: whether the phone's reorder re-created the
+    # entry depended on whether the gateway had synced the delete yet (with the delete not
+    # yet seen, lists merge by value and a reorder is no change).
+    before = e("B", "Bob", mobile_number=("1", "2"))
+    reordered = e("B", "Bob", mobile_number=("2", "1"))
+    for policy in ("phone-wins", "upstream-wins"):
+        assert merge(by_id(A, before), [A, reordered], by_id(A), policy) == Plan()  # type: ignore[arg-type]
+        assert merge(by_id(A, before), [A, reordered], by_id(A, before), policy) == Plan()  # type: ignore[arg-type]
+
+
 def test_ids_are_made_unique_without_dropping_entries() -> None:
     ids = iter(["N1", "N2", "N3"])
     fixed = with_entry_ids([e("a" * 32), e("A" * 32), e(""), e("ZZ")], lambda: next(ids))

@@ -611,6 +611,8 @@ keep_versions = 100
                 if name == "mobile_number":
                     was, now = numbers_of(held), numbers_of(entry)
                     added, removed = now - was, was - now
+                    if not added and not removed:
+                        continue  # reordered only: lists merge by value, no edit
                     # A number list merges by value: what the base lacks is added, what it
                     # has is removed.
                     if all(
