@@ -17,6 +17,7 @@ from gateway.merge import (
     Create,
     Delete,
     Plan,
+    Policy,
     Update,
     merge,
     rebase,
@@ -104,9 +105,10 @@ def test_a_number_list_only_reordered_does_not_bring_back_an_entry_deleted_upstr
     # yet seen, lists merge by value and a reorder is no change).
     before = e("B", "Bob", mobile_number=("1", "2"))
     reordered = e("B", "Bob", mobile_number=("2", "1"))
-    for policy in ("phone-wins", "upstream-wins"):
-        assert merge(by_id(A, before), [A, reordered], by_id(A), policy) == Plan()  # type: ignore[arg-type]
-        assert merge(by_id(A, before), [A, reordered], by_id(A, before), policy) == Plan()  # type: ignore[arg-type]
+    policies: tuple[Policy, ...] = ("phone-wins", "upstream-wins")
+    for policy in policies:
+        assert merge(by_id(A, before), [A, reordered], by_id(A), policy) == Plan()
+        assert merge(by_id(A, before), [A, reordered], by_id(A, before), policy) == Plan()
 
 
 def test_ids_are_made_unique_without_dropping_entries() -> None:
