@@ -33,12 +33,14 @@ lint: $(BIN)/.installed
 	$(BIN)/hadolint Dockerfile
 
 # Real servers for the integration tests, from Debian, installed when missing (as root):
-# slapd and ldap-utils; podman, runc and debootstrap for the container test.
-DEBIAN_TEST_PACKAGES := slapd ldap-utils podman runc debootstrap chromium
+# slapd and ldap-utils; podman, runc and debootstrap for the container test; postgresql for
+# the PostgreSQL store (a private instance per test session, tests/pg).
+DEBIAN_TEST_PACKAGES := slapd ldap-utils podman runc debootstrap chromium postgresql
 test-servers:
 	@missing=""; \
 	for tool in /usr/sbin/slapd ldapsearch podman runc debootstrap chromium; do \
 	    command -v $$tool >/dev/null || missing=yes; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=yes; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages for the test servers: $(DEBIAN_TEST_PACKAGES) (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \

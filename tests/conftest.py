@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from gateway.config import Config, load_config
 from tests.dav.servers import DavServer, start_radicale, start_xandikos
 from tests.ldap import server as ldap_server
 from tests.ldap.server import Slapd
+from tests.pg import server as pg_server
+from tests.pg.server import Postgres
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +157,51 @@ async def xcap_client(
     """The gateway with the demo directory at /users/{xui}/tbook.xml and the
     resource-lists application at /resource-lists/users/{xui}/…."""
     return await aiohttp_client(create_app(make_config()))
+
+
+def require_postgres() -> None:
+    """Skip when PostgreSQL is missing and we are not root; as root `make test` installs
+    it, so there its absence fails the test."""
+    if pg_server.find_bindir() is None and os.geteuid() != 0:
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql; make test does it as root)"
+        )
+    pg_server.ensure_installed()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One private PostgreSQL for the whole session, started when a test first needs it;
+    tests take a fresh database each from `pg_url`, and do not stop or kill it."""
+    require_postgres()
+    server = pg_server.launch(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(postgres_server: Postgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """postgresql://xcap@127.0.0.1:PORT/NAME: a fresh database on `postgres_server`,
+    dropped after the test (its connections terminated)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    name = f"{slug}_{uuid.uuid4().hex[:8]}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def make_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Postgres]]:
+    """Start a PostgreSQL of the test's own, to stop, kill or restart (url: the `xcap`
+    database); `fsync=True` for durability tests. Stopped and removed after the test."""
+    started: list[Postgres] = []
+
+    def make(fsync: bool = False) -> Postgres:
+        require_postgres()
+        server = pg_server.launch(tmp_path_factory.mktemp("postgres"), fsync)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.close()
