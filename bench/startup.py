@@ -30,7 +30,7 @@ import aiohttp
 from bench.common import Row, gateway_process, write_rows
 from bench.search import machine, people, wait_idle, write_cards
 from gateway.model import Contact
-from gateway.store import Store
+from gateway.store_sqlite import SqliteStore as Store
 from tests.support import free_port
 
 CACHE = Path(tempfile.gettempdir()) / "xcap-gateway-bench-cards"
@@ -53,7 +53,7 @@ def config(root: Path, cards: Path, port: int) -> Path:
     path.write_text(f"""
 [server]
 listen = "127.0.0.1:{port}"
-state_dir = "{root / 'state'}"
+state_dir = "{root / "state"}"
 startup_sync_wait = "0s"
 [sources.people]
 type = "vcard-dir"
@@ -185,7 +185,9 @@ def main() -> None:
     ]
     print(f"\n{machine()}")
     for row in rows:
-        print(f"  {row['measure']:<62} {row['gateway']:>14}  {row['reference']:<26} {row['ratio']:>8}")
+        print(
+            f"  {row['measure']:<62} {row['gateway']:>14}  {row['reference']:<26} {row['ratio']:>8}"
+        )
     write_rows(args.json, rows)
 
 

@@ -21,12 +21,17 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from gateway.config_files import tls_problem, users_file_report
+from gateway.config_files import (
+    database_url_problem,
+    tls_problem,
+    users_file_report,
+)
 from gateway.config_types import ConfigPath, Duration, PositiveDuration
 from gateway.connector import (
     Connector,
@@ -320,11 +325,44 @@ class DocumentConfig(_Strict):
         return value
 
 
+class StoreConfig(_Strict):
+    """Where the state lives: SQLite in [server] state_dir (the default), or PostgreSQL
+    shared by several replicas."""
+
+    #: "postgresql://user@host:port/database"; empty: SQLite in state_dir.
+    url: str = ""
+    #: The database password; `password_file = "/run/secrets/db"` reads it from a file (a
+    #: mounted secret), like every password of the configuration.
+    password: SecretStr | None = None
+    #: How long a request waits for a database connection before answering 503.
+    connect_timeout: PositiveDuration = 5.0
+    #: Connections each replica keeps open at most.
+    pool_size: int = Field(default=10, ge=2, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and (problem := database_url_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _password_needs_url(self) -> StoreConfig:
+        if self.password is not None and not self.url:
+            raise ValueError("a password is for a PostgreSQL url; set url too")
+        return self
+
+    @property
+    def postgresql(self) -> bool:
+        return bool(self.url)
+
+
 class Config(_Strict):
     path: Path
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     logging: LoggingConfig = LoggingConfig()
+    store: StoreConfig = StoreConfig()
     sources: dict[str, SourceConfig] = {}
     documents: dict[str, DocumentConfig] = {}
 
@@ -357,12 +395,13 @@ def load_config(path: Path | str) -> Config:
     problems: list[Problem] = []
     data = _expand(raw, (), path, problems)
     context = {"base_dir": path.parent.resolve()}
-    for key in data.keys() - {"server", "auth", "logging", "sources", "documents"}:
+    for key in data.keys() - {"server", "auth", "logging", "store", "sources", "documents"}:
         problems.append(Problem(path, "", key, "unknown table or key"))
     # Each table is validated on its own, so one bad table does not hide the others.
     server = _validate(ServerConfig, data.get("server", {}), ("server",), path, context, problems)
     auth = _validate(AuthConfig, data.get("auth", {}), ("auth",), path, context, problems)
     log = _validate(LoggingConfig, data.get("logging", {}), ("logging",), path, context, problems)
+    store = _validate(StoreConfig, data.get("store", {}), ("store",), path, context, problems)
     sources = _load_sources(data.get("sources", {}), path, context, problems)
     documents: dict[str, DocumentConfig] = {}
     for name, table in _tables(data.get("documents", {}), "documents", path, problems):
@@ -374,6 +413,7 @@ def load_config(path: Path | str) -> Config:
         server=server or ServerConfig(),
         auth=auth or AuthConfig(),
         logging=log or LoggingConfig(),
+        store=store or StoreConfig(),
         sources=sources,
         documents=documents,
     )

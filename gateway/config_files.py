@@ -144,3 +144,19 @@ def users_file_report(
     elif not lines and not has_ldap_source:
         bad.append(f"{file} names no users: nobody can log in")
     return UsersFileReport(fatal, [] if fatal else bad, usable)
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a PostgreSQL database; None when it can."""
+    # Imported here: psycopg takes ~0.2 s to import, and SQLite's users never need it.
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return 'a PostgreSQL URL like "postgresql://xcap@db.example.com/xcap"'
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq's own words
+        return f"not a PostgreSQL URL: {str(exc).strip()}"
+    if parts.get("password"):
+        return "put the password in password_file (a secret), not in the URL"
+    return None

@@ -24,8 +24,7 @@ from gateway.merge import Plan, Policy, merge, with_entry_ids
 from gateway.metrics import Metrics
 from gateway.model import UserRef
 from gateway.outbox import Outbox
-from gateway.store import FILE_NAME as STORE_FILE
-from gateway.store import Store
+from gateway.store import Store, open_store
 from gateway.sync import Sources
 from gateway.versions import Versions
 
@@ -114,8 +113,7 @@ class Engine:
                 await self.sources.start(config.server.startup_sync_wait)
 
     def open_store(self) -> Store:
-        self.config.server.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.config.server.state_dir / STORE_FILE)
+        self.store = open_store(self.config)
         self.sources.attach_store(self.store)
         return self.store
 

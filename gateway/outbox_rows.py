@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.entry import Entry, entry_from_json, entry_to_json
-from gateway.store import Store
+from gateway.store import Store, json_text
 
 Kind = Literal["create", "update", "delete"]
 
@@ -43,13 +43,31 @@ class Item:
 
 
 _COLUMNS = (
-    "id, created, document, user, source, source_user, kind, entry_id, href, before, after,"
+    'id, created, document, "user", source, source_user, kind, entry_id, href, before, after,'
     " attempts, next_attempt, error, etag"
 )
 
 
+_COLUMN_NAMES = _COLUMNS.replace(" ", "").replace('"', "").split(",")
+#: Archiving an id again (a retry's second failure) keeps the newest record.
+ARCHIVE_UPDATE = ", ".join(
+    f"{column} = excluded.{column}"
+    for column in (
+        "created",
+        "archived",
+        "document",
+        '"user"',
+        "source",
+        "kind",
+        "entry_id",
+        "error",
+        "item",
+    )
+)
+
+
 def _json(entry: Entry | None) -> str | None:
-    return json.dumps(entry_to_json(entry), ensure_ascii=False) if entry is not None else None
+    return json_text(entry_to_json(entry)) if entry is not None else None
 
 
 def insert(store: Store, items: list[Item]) -> None:
@@ -57,8 +75,9 @@ def insert(store: Store, items: list[Item]) -> None:
     with store.transaction() as db:
         for item in items:
             cursor = db.execute(
-                "INSERT INTO outbox (created, document, user, source, source_user, kind,"
-                " entry_id, href, before, after, etag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO outbox (created, document, "user", source, source_user, kind,'
+                " entry_id, href, before, after, etag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
                 (
                     item.created,
                     item.document,
@@ -73,7 +92,7 @@ def insert(store: Store, items: list[Item]) -> None:
                     item.etag,
                 ),
             )
-            item.id = int(cursor.lastrowid or 0)
+            item.id = int(cursor.fetchone()[0])
 
 
 def update(store: Store, item: Item, state: str) -> None:
@@ -115,8 +134,9 @@ def archive(store: Store, before: float) -> int:
         ).fetchall()
         now = time.time()
         db.executemany(
-            "INSERT OR REPLACE INTO outbox_archive (id, created, archived, document, user,"
-            " source, kind, entry_id, error, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            'INSERT INTO outbox_archive (id, created, archived, document, "user",'
+            " source, kind, entry_id, error, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT (id) DO UPDATE SET {ARCHIVE_UPDATE}",
             [
                 (
                     row[0],
@@ -128,7 +148,7 @@ def archive(store: Store, before: float) -> int:
                     row[6],
                     row[7],
                     row[13],
-                    json.dumps(dict(zip(_COLUMNS.replace(" ", "").split(","), row, strict=True))),
+                    json.dumps(dict(zip(_COLUMN_NAMES, row, strict=True))),
                 )
                 for row in rows
             ],

@@ -240,7 +240,7 @@ class Versions:
         users = {key for key, history in self._served.items() if history}
         if self._store is not None:
             with contextlib.suppress(Exception), self._store.transaction() as db:
-                users.update(db.execute("SELECT DISTINCT document, user FROM served"))
+                users.update(db.execute('SELECT DISTINCT document, "user" FROM served'))
         counts: dict[str, int] = {}
         for document, _ in users:
             counts[document] = counts.get(document, 0) + 1

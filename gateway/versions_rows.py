@@ -41,7 +41,7 @@ def read_history(store: Store, key: Key, oldest: float) -> Found:
     document, user = key
     with store.transaction() as db:
         rows = db.execute(
-            "SELECT device, etag, served_at, sent FROM served WHERE document=? AND user=?"
+            'SELECT device, etag, served_at, sent FROM served WHERE document=? AND "user"=?'
             " AND served_at >= ? ORDER BY served_at",
             (document, user, oldest),
         ).fetchall()
@@ -63,16 +63,17 @@ def write_batch(store: Store, batch: Batch) -> None:
     """Blocking: one transaction; each version's entries are encoded once."""
     with store.transaction() as db:
         for document, user, rows in batch.served:
-            db.execute("DELETE FROM served WHERE document=? AND user=?", (document, user))
+            db.execute('DELETE FROM served WHERE document=? AND "user"=?', (document, user))
             db.executemany(
-                "INSERT OR REPLACE INTO served (document, user, device, etag, served_at,"
-                " sent) VALUES (?, ?, ?, ?, ?, ?)",
+                'INSERT INTO served (document, "user", device, etag, served_at, sent)'
+                ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (document, "user", device, etag)'
+                " DO UPDATE SET served_at = excluded.served_at, sent = excluded.sent",
                 [(document, user, *row) for row in rows],
             )
         for (document, etag), entries in batch.versions:
             db.execute(
-                "INSERT OR IGNORE INTO versions (document, etag, entries, created)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO versions (document, etag, entries, created)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (document, etag) DO NOTHING",
                 (
                     document,
                     etag,
@@ -99,30 +100,30 @@ def prune_rows(
     pruned = 0
     with store.transaction() as db:
         db.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS resident (document TEXT, user TEXT,"
-            " PRIMARY KEY (document, user))"
+            'CREATE TEMP TABLE IF NOT EXISTS resident (document TEXT, "user" TEXT,'
+            ' PRIMARY KEY (document, "user"))'
         )
         db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS named (document TEXT, etag TEXT,"
             " PRIMARY KEY (document, etag))"
         )
-        db.executemany("INSERT OR IGNORE INTO temp.resident VALUES (?, ?)", resident)
-        db.executemany("INSERT OR IGNORE INTO temp.named VALUES (?, ?)", named)
+        db.executemany("INSERT INTO resident VALUES (?, ?) ON CONFLICT DO NOTHING", resident)
+        db.executemany("INSERT INTO named VALUES (?, ?) ON CONFLICT DO NOTHING", named)
         documents = [row[0] for row in db.execute("SELECT DISTINCT document FROM served")]
         for document in documents:
             oldest = now - keep_for.get(document, default_keep_for) - margin
             pruned += db.execute(
-                "DELETE FROM served WHERE document=? AND served_at < ? AND (document, user)"
-                " NOT IN (SELECT document, user FROM temp.resident)",
+                'DELETE FROM served WHERE document=? AND served_at < ? AND (document, "user")'
+                ' NOT IN (SELECT document, "user" FROM resident)',
                 (document, oldest),
             ).rowcount
         db.execute(
             "DELETE FROM versions WHERE (document, etag) NOT IN"
             " (SELECT document, etag FROM served) AND (document, etag) NOT IN"
-            " (SELECT document, etag FROM temp.named)"
+            " (SELECT document, etag FROM named)"
         )
-        db.execute("DELETE FROM temp.resident")
-        db.execute("DELETE FROM temp.named")
+        db.execute("DELETE FROM resident")
+        db.execute("DELETE FROM named")
     return pruned
 
 

@@ -279,7 +279,9 @@ async def test_discard_and_retry_a_failed_change(
         assert "FN:Anna Retried" in (contacts_dir / "anna.mueller.vcf").read_text()
 
 
-@pytest.mark.parametrize("actions", [("retry", "retry"), ("retry", "discard"), ("discard", "retry")])
+@pytest.mark.parametrize(
+    "actions", [("retry", "retry"), ("retry", "discard"), ("discard", "retry")]
+)
 async def test_two_actions_on_one_failed_change_at_once_take_effect_once(
     console_config: Config, actions: tuple[str, str]
 ) -> None:

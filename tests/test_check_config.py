@@ -281,7 +281,9 @@ def test_a_url_with_a_template_in_its_path_has_its_server_checked(
     dav = f'\n[sources.book]\ntype = "carddav"\nurl = "{url}"\n'
     result = check("--config", str(write_config(tmp_path, folder_config(contacts_dir) + dav)))
     assert result.returncode == 2
-    assert f"[sources.book] url: {url!r}" in result.stderr and message in result.stderr, result.stderr
+    assert f"[sources.book] url: {url!r}" in result.stderr and message in result.stderr, (
+        result.stderr
+    )
     fine = dav.replace(url, "https://dav.example.com:8443/{user}/book/")
     result = check("--config", str(write_config(tmp_path, folder_config(contacts_dir) + fine)))
     assert result.returncode == 0, result.stderr

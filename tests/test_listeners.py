@@ -370,7 +370,7 @@ def test_state_is_owner_only(gateway: GatewayFactory, tmp_path: Path) -> None:
 
 def test_a_new_state_database_is_never_readable_by_others(tmp_path: Path) -> None:
     """Under a permissive umask, too: the file is made 0600 before SQLite opens it."""
-    from gateway.store import Store
+    from gateway.store_sqlite import SqliteStore as Store
 
     old = os.umask(0o000)
     try:

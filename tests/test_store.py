@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway import store as store_module
+from gateway import store_sqlite
 from gateway.model import Contact
-from gateway.store import MIGRATIONS, Store, decode, encode
+from gateway.store import decode, encode
+from gateway.store_sqlite import MIGRATIONS
+from gateway.store_sqlite import SqliteStore as Store
 
 ANNA = Contact(
     uid="u1",
@@ -27,8 +30,10 @@ ANNA = Contact(
 def loading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Snapshots loaded here, and as a big one is, decoded in a worker process."""
     if request.param != "here":
-        monkeypatch.setattr(store_module, "LOAD_ELSEWHERE_FROM", 0)
-        monkeypatch.setattr(store_module, "_read_snapshot", not_here)  # the worker's is its own
+        monkeypatch.setattr(store_sqlite, "LOAD_ELSEWHERE_FROM", 0)
+        # The worker's are its own.
+        monkeypatch.setattr(store_module, "read_snapshot", not_here)
+        monkeypatch.setattr(store_sqlite, "read_snapshot", not_here)
 
 
 def not_here(*args: object) -> None:

@@ -21,7 +21,9 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.model import Contact, UserRef
-from gateway.store import FILE_NAME, Store, decode, encode
+from gateway.store import decode, encode
+from gateway.store_sqlite import FILE_NAME
+from gateway.store_sqlite import SqliteStore as Store
 from tests.conftest import ConfigFactory, drained, write_config
 
 Client = TestClient[web.Request, web.Application]

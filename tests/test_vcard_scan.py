@@ -132,7 +132,7 @@ async def test_a_rescan_reads_only_the_files_that_changed(
     assert {h for h in first if first[h] != second[h]} == {"c002.vcf"}
 
 
-@given(st.text(alphabet=st.sampled_from("ab;,\\nN: \"x"), max_size=12))
+@given(st.text(alphabet=st.sampled_from('ab;,\\nN: "x'), max_size=12))
 def test_text_values_read_as_vobject_reads(value: str) -> None:
     for separator in (None, ",", ";"):
         expected = [str(v) for v in stringToTextValues(value, listSeparator=separator)]

@@ -24,7 +24,8 @@ from gateway.engine import Engine
 from gateway.entry import Entry
 from gateway.model import UserRef
 from gateway.outbox_rows import Item
-from gateway.store import FILE_NAME, Store
+from gateway.store_sqlite import FILE_NAME
+from gateway.store_sqlite import SqliteStore as Store
 from gateway.xcap import counterpath
 from tests.conftest import ConfigFactory, drained, write_config
 from tests.support import free_port, start_gateway, stop_process

@@ -12,13 +12,13 @@ actions keep that list and `failed_count` in step here."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import replace
 
 from gateway.entry import entry_to_json
 from gateway.outbox import Item, Outbox
-from gateway.store import Store
+from gateway.outbox_rows import ARCHIVE_UPDATE
+from gateway.store import Store, json_text
 
 
 def failed_item(outbox: Outbox, item_id: int) -> Item | None:
@@ -89,8 +89,9 @@ def _archive_one(store: Store, item: Item, why: str) -> None:
     }
     with store.transaction() as db:
         db.execute(
-            "INSERT OR REPLACE INTO outbox_archive (id, created, archived, document, user,"
-            " source, kind, entry_id, error, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            'INSERT INTO outbox_archive (id, created, archived, document, "user",'
+            " source, kind, entry_id, error, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT (id) DO UPDATE SET {ARCHIVE_UPDATE}",
             (
                 item.id,
                 item.created,
@@ -101,7 +102,7 @@ def _archive_one(store: Store, item: Item, why: str) -> None:
                 item.kind,
                 item.entry_id,
                 item.error,
-                json.dumps(record, ensure_ascii=False),
+                json_text(record),
             ),
         )
         db.execute("DELETE FROM outbox WHERE id=? AND state='failed'", (item.id,))
