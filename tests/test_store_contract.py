@@ -141,7 +141,7 @@ def test_a_failed_transaction_changes_nothing(store: Store) -> None:
 # --- the outbox ----------------------------------------------------------------------------
 
 
-def item(entry_id: str, kind: outbox_rows.Kind = "update", created: float | None = None) -> Item:
+def item(entry_id: str, kind: outbox_rows.Kind = "update") -> Item:
     before = Entry(entry_id, "Before", {"mobile_number": ("1",)})
     after = Entry(entry_id, HOSTILE, {"mobile_number": ("1", "2"), "comment": "it's"})
     return Item(
@@ -155,7 +155,6 @@ def item(entry_id: str, kind: outbox_rows.Kind = "update", created: float | None
         before=None if kind == "create" else before,
         after=None if kind == "delete" else after,
         etag='"e1"',
-        **({"created": created} if created is not None else {}),
     )
 
 
