@@ -9,6 +9,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.changeset import outbox_items
 from gateway.compose import Composer, Rendered, etag_of, render_entries
@@ -27,6 +28,9 @@ from gateway.outbox import Outbox
 from gateway.store import Store, open_store
 from gateway.sync import Sources
 from gateway.versions import Versions
+
+if TYPE_CHECKING:
+    from gateway.replicas import Replicas
 
 
 class PreconditionFailed(Exception):
@@ -78,12 +82,26 @@ class Engine:
         )
         #: Entries created on phones per (document, user): max_creations_per_put / _per_user.
         self.creations = CreationLimiter()
+        #: With PostgreSQL: this replica among the others (who leads, what they saved).
+        self.replicas: Replicas | None = None
+        #: PUTs holding locks in PostgreSQL at once: each holds a pooled connection while
+        #: it needs another to commit, so at most half the pool.
+        self._replica_locks = asyncio.Semaphore(max(1, config.store.pool_size // 2))
 
     async def start(self) -> None:
         """Open the state database, take up pending changes and start syncing (render and
         some tests skip this)."""
         store = self.open_store()
         await asyncio.to_thread(self.versions.load, store)
+        if store.dialect == "postgresql":
+            # Imported here: psycopg takes ~0.2 s to import, and SQLite's users never need it.
+            from gateway.replicas import Replicas
+            from gateway.store_postgres import PostgresStore
+
+            assert isinstance(store, PostgresStore)
+            self.replicas = Replicas(store, self.sources, self.outbox)
+            self.sources.leads = self._leads
+            await self.replicas.start(self.config.store.connect_timeout)
         await self.sources.start(self.config.server.startup_sync_wait)
         await self.outbox.start(store)
         self._housekeeper = asyncio.create_task(self._housekeeping())
@@ -103,6 +121,9 @@ class Engine:
                 self.composer = Composer(self.sources)
                 self.composer.outbox = self.outbox
                 self.sources.metrics = self.metrics
+                if self.replicas is not None:
+                    self.replicas.sources = self.sources
+                    self.sources.leads = self._leads
                 self.versions.configure(*_version_limits(config))
                 if self.store is not None:
                     self.sources.attach_store(self.store)
@@ -111,6 +132,9 @@ class Engine:
             # demand, and their stored snapshots serve at once).
             if self.store is not None:
                 await self.sources.start(config.server.startup_sync_wait)
+
+    def _leads(self) -> bool:
+        return self.replicas is not None and self.replicas.leader
 
     def open_store(self) -> Store:
         self.store = open_store(self.config)
@@ -135,6 +159,8 @@ class Engine:
                 )
 
     async def stop(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.stop()  # the lead goes to another replica at once
         if self._housekeeper is not None:
             self._housekeeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,6 +235,37 @@ class Engine:
                 await stack.enter_async_context(lock)
             yield
 
+    @contextlib.asynccontextmanager
+    async def _replicas_locked(self, key: str, user: UserRef) -> AsyncIterator[None]:
+        """With replicas: the same locks in PostgreSQL (other replicas' PUTs to these
+        instances wait), then what they committed before: their pending changes, the
+        snapshots they saved, the versions they served this user."""
+        if self.replicas is None or self.store is None:
+            yield
+            return
+        document = self.config.documents[key]
+        names = [
+            f"instance|{name}|{user.xui if self.sources.is_per_user(name) else ''}"
+            for name in document.sources
+        ]
+        async with self._replica_locks:
+            release = await asyncio.to_thread(self.store.hold, names)
+            try:
+                await self.outbox.catch_up()
+                await self._follow_sources(document, user)
+                await self.versions.reread(key, user.xui)
+                yield
+            finally:
+                await asyncio.to_thread(release)
+
+    async def _follow_sources(self, document: DocumentConfig, user: UserRef) -> None:
+        for name in document.sources:
+            state = self.sources.loaded_state(
+                name, user.xui if self.sources.is_per_user(name) else ""
+            )
+            if state is not None:
+                await state.follow()
+
     async def _put(
         self,
         key: str,
@@ -222,7 +279,7 @@ class Engine:
         if key not in self.config.documents:
             raise DocumentGone(key)
         document = self.config.documents[key]
-        async with self._instances_locked(document, user):
+        async with self._instances_locked(document, user), self._replicas_locked(key, user):
             # Until this PUT's changes are committed, no other PUT that writes to these
             # source instances (another user's, of this or another document) merges: it
             # waits, then merges with what this one committed, and its If-Match is checked

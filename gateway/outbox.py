@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from gateway import outbox_rows
@@ -29,7 +30,7 @@ from gateway.merge import Conflict
 from gateway.model import UserRef
 from gateway.numbers import NumberFormat
 from gateway.outbox_rows import Item, Kind
-from gateway.store import Store
+from gateway.store import Claim, Db, Store
 from gateway.sync import Sources
 from gateway.writeback import apply_change, create
 
@@ -49,6 +50,8 @@ FAILED_KEEP = 30 * 86400.0
 FAILED_IN_MEMORY = 200
 #: How long a reload or stop lets a change being applied finish before cancelling it.
 PAUSE_TIMEOUT = 10.0
+#: When another process holds a change (or one before it), ask again after this long.
+CLAIM_RETRY = 0.5
 
 
 class Outbox:
@@ -77,6 +80,11 @@ class Outbox:
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake: dict[tuple[str, str], asyncio.Event] = {}
         self._paused = False
+        #: Items being applied here now (by id()): a catch-up leaves them to their worker.
+        self._applying: set[int] = set()
+        #: Set when a claim found an earlier change this process does not know: the next
+        #: catch-up is due at once.
+        self.behind = False
 
     def pending(self, source: str, source_user: str) -> list[Item]:
         return self._pending.get((source, source_user), [])
@@ -247,9 +255,12 @@ class Outbox:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
                 continue
-            outcome = await self._apply(item)
+            claim = await self._claim(instance, item)
+            if claim is None:
+                continue
             try:
-                await self._settle(instance, item, outcome)
+                outcome = await self._apply(item)
+                await self._settle(instance, item, outcome, claim)
             except Exception as exc:  # the state database failed: keep the change, retry
                 event(
                     "outbox_record_failed",
@@ -259,26 +270,96 @@ class Outbox:
                     detail=str(exc),
                 )
                 item.next_attempt = time.time() + RETRY_FIRST
+            finally:
+                await _released(claim)
 
-    async def _settle(self, instance: tuple[str, str], item: Item, outcome: str) -> None:
+    async def _claim(self, instance: tuple[str, str], item: Item) -> Claim | None:
+        """The item, claimed for this process to apply (replicas sharing the database
+        never apply one change twice at once); None when it is not this process's turn:
+        another holds it, an earlier change of the instance is pending (learnt by the next
+        catch-up), or it was applied meanwhile (then it leaves the queue)."""
+        if self.store is None:
+            return _Unclaimed()
+        try:
+            state, claim = await asyncio.to_thread(
+                self.store.claim, item.id, item.source, item.source_user
+            )
+        except Exception as exc:  # the database is unreachable: try again later
+            event("outbox_claim_failed", logging.WARNING, **item.context(), detail=str(exc))
+            item.next_attempt = time.time() + RETRY_FIRST
+            return None
+        if state == "gone":
+            self._forget(instance, item)
+            self._changed({instance})
+            return None
+        if claim is None:
+            # Another replica applies it (or an earlier change this one has not learnt).
+            event("outbox_claim_busy", logging.DEBUG, **item.context(), source=item.source)
+            item.next_attempt = time.time() + CLAIM_RETRY
+            self.behind = True
+            return None
+        if claim.row is not None:  # another process may have tried it meanwhile
+            attempts, _, error = claim.row
+            if attempts > item.attempts:
+                item.attempts, item.error = attempts, error
+        return claim
+
+    def _forget(self, instance: tuple[str, str], item: Item) -> None:
+        queue = self._pending.get(instance, [])
+        if item in queue:
+            queue.remove(item)
+        if not queue:
+            self._pending.pop(instance, None)
+
+    async def _settle(
+        self, instance: tuple[str, str], item: Item, outcome: str, claim: Claim
+    ) -> None:
         if self.metrics is not None:
             self.metrics.writes.labels(item.source, outcome).inc()
         if outcome == "retry":
             item.attempts += 1
             item.next_attempt = time.time() + min(RETRY_MAX, RETRY_FIRST * 2 ** (item.attempts - 1))
-            await self._record(item, "pending")
+            await self._record(claim, item, "pending")
             return
         state = "failed" if outcome == "failed" else "applied"
-        await self._record(item, state)  # first on disk: a failure here keeps it pending
-        self._pending[instance].remove(item)
-        if not self._pending[instance]:
-            del self._pending[instance]
+        await self._record(claim, item, state)  # first on disk: a failure keeps it pending
+        self._forget(instance, item)
         self._changed({instance})
         if state == "failed":
             self.failed.append(item)
             self.failed_count += 1
 
+    async def catch_up(self) -> None:
+        """Take the pending changes other processes sharing the database queued, and let
+        go of those they applied: documents here show the same pending changes as there,
+        and a PUT merges with them."""
+        if self.store is None:
+            return
+        self.behind = False
+        stored = await asyncio.to_thread(outbox_rows.load, self.store, "pending")
+        failed = await asyncio.to_thread(outbox_rows.count, self.store, "failed")
+        stored_ids = {item.id for item in stored}
+        known = {item.id: item for items in self._pending.values() for item in items}
+        changed: set[tuple[str, str]] = set()
+        for item in stored:
+            if item.id not in known:
+                self._pending.setdefault(item.instance, []).append(item)
+                changed.add(item.instance)
+        for item_id, item in known.items():
+            if item_id not in stored_ids and item_id > 0 and id(item) not in self._applying:
+                self._forget(item.instance, item)
+                changed.add(item.instance)
+        for instance in changed:
+            if instance in self._pending:
+                self._pending[instance].sort(key=lambda item: item.id)
+        self.failed_count = failed
+        if changed:
+            self._changed(changed)
+            for instance in changed:
+                self._kick(instance)
+
     async def _apply(self, item: Item) -> str:
+        self._applying.add(id(item))
         try:
             return await self._apply_or_raise(item)
         except (Rejected, ReadOnly) as exc:
@@ -295,6 +376,8 @@ class Outbox:
             )
             item.error = f"{type(exc).__name__}: {exc}"
             return "failed" if item.attempts + 1 >= UNEXPECTED_ATTEMPTS else "retry"
+        finally:
+            self._applying.discard(id(item))
 
     async def _apply_or_raise(self, item: Item) -> str:
         source = self.config.sources[item.source]
@@ -353,9 +436,8 @@ class Outbox:
             detail="settled while the change was applied upstream",
         )
 
-    async def _record(self, item: Item, state: str) -> None:
-        if self.store is not None:
-            await asyncio.to_thread(outbox_rows.update, self.store, item, state)
+    async def _record(self, claim: Claim, item: Item, state: str) -> None:
+        await asyncio.to_thread(claim.finish, partial(outbox_rows.record, item=item, state=state))
 
     async def settled(self, items: list[Item], timeout: float) -> None:
         """Wait until `items` left the queue (applied or failed), at most `timeout`."""
@@ -375,6 +457,24 @@ class Outbox:
 
     def _runnable(self) -> int:
         return self.depth - len(self.parked())
+
+
+class _Unclaimed(Claim):
+    """No database (tests, `render`): nothing to hold, nothing to record."""
+
+    def finish(self, record: Callable[[Db], None]) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+async def _released(claim: Claim) -> None:
+    try:
+        await asyncio.to_thread(claim.release)
+    except asyncio.CancelledError:
+        claim.release()  # the outbox stops: give the connection back all the same
+        raise
 
 
 def _failed_write(item: Item, exc: Exception, name: str, level: int, **fields: object) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.entry import Entry, entry_from_json, entry_to_json
-from gateway.store import Store, json_text
+from gateway.store import Db, Store, json_text
 
 Kind = Literal["create", "update", "delete"]
 
@@ -93,17 +93,23 @@ def insert(store: Store, items: list[Item]) -> None:
                 ),
             )
             item.id = int(cursor.fetchone()[0])
+        store.notify_outbox(db)
 
 
 def update(store: Store, item: Item, state: str) -> None:
     with store.transaction() as db:
-        if state == "applied":
-            db.execute("DELETE FROM outbox WHERE id=?", (item.id,))
-        else:
-            db.execute(
-                "UPDATE outbox SET state=?, attempts=?, next_attempt=?, error=? WHERE id=?",
-                (state, item.attempts, item.next_attempt, item.error, item.id),
-            )
+        record(db, item, state)
+
+
+def record(db: Db, item: Item, state: str) -> None:
+    """The item's outcome: gone when applied, else its state and attempts."""
+    if state == "applied":
+        db.execute("DELETE FROM outbox WHERE id=?", (item.id,))
+    else:
+        db.execute(
+            "UPDATE outbox SET state=?, attempts=?, next_attempt=?, error=? WHERE id=?",
+            (state, item.attempts, item.next_attempt, item.error, item.id),
+        )
 
 
 def load(store: Store, state: str, newest: int | None = None) -> list[Item]:

@@ -22,6 +22,7 @@ from gateway.connector import UnsafeTemplateValue
 from gateway.formats import MAX_LIMIT, MAX_QUERY, BadQuery, Format, Query, load_format
 from gateway.formats.urls import phonebook_path
 from gateway.lookup_views import LOOKUP, lookup_answer
+from gateway.store import StoreUnavailable
 from gateway.xcap.http import accepts_gzip, representation
 from gateway.xcap.uri import XcapPath
 
@@ -141,6 +142,11 @@ async def composed(request: web.Request, path: XcapPath) -> Rendered:
     except NotReady as exc:
         raise web.HTTPServiceUnavailable(
             text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
+        ) from exc
+    except StoreUnavailable as exc:  # a book not in memory, and the database is down
+        raise web.HTTPServiceUnavailable(
+            text="the state database cannot be reached; try again shortly\n",
+            headers={"Retry-After": str(RETRY_AFTER)},
         ) from exc
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -22,6 +23,8 @@ def retry_delay(state: SourceState) -> float:
 class SyncScheduler:
     def __init__(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        #: Whether a scheduled sync runs here (replicas: only on the leader).
+        self.runs_here: Callable[[SourceState], bool] = lambda state: True
 
     def start(self, states: list[SourceState]) -> None:
         for state in states:
@@ -38,7 +41,11 @@ class SyncScheduler:
         self._scheduler.start()
 
     async def run(self, state: SourceState) -> None:
-        """One sync of `state`; after a failure the next one comes sooner (backoff)."""
+        """One sync of `state`; after a failure the next one comes sooner (backoff). A
+        replica that does not lead takes the leader's snapshot instead."""
+        if not self.runs_here(state):
+            await state.follow()
+            return
         await state.refresh()
         if state.failures:
             delay = retry_delay(state)

@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import SourceConfig
@@ -59,6 +59,10 @@ class SourceState:
         self.attempted_at = 0.0
         #: synced_at as the store has it (None: never stored).
         self._stored_synced_at: float | None = None
+        #: The stored snapshot's revision this state holds (what other replicas' saves
+        #: are compared with); `behind`: a save of another came between two of ours.
+        self.stored_revision = 0
+        self.behind = False
         #: The incremental sync position, for connectors that offer one.
         self.token: str | None = None
         #: Set while a suspicious shrink is held back: (entries now, entries the sync found).
@@ -141,6 +145,7 @@ class SourceState:
                 snapshot.synced_at,
             )
             self._stored_synced_at = snapshot.synced_at
+            self.stored_revision = snapshot.revision
             self._ids = None
             self.version += 1
             event(
@@ -281,7 +286,7 @@ class SourceState:
         # the next save writes the whole snapshot.
         whole = dict(self.contacts) if self._unsaved else None
         try:
-            await asyncio.to_thread(
+            revision = await asyncio.to_thread(
                 self.store.save,
                 self.name,
                 self.user_key,
@@ -294,6 +299,10 @@ class SourceState:
             )
             self._unsaved = False
             self._stored_synced_at = self.synced_at
+            # Another process sharing the database saved in between: what it saved is not
+            # here yet (the next follow takes the whole snapshot).
+            self.behind = self.behind or revision != self.stored_revision + 1
+            self.stored_revision = revision
         except Exception as exc:
             self._unsaved = True
             self.last_error = f"cannot save the snapshot: {exc}"
@@ -343,6 +352,64 @@ class SourceState:
         }
         contacts.update((c.href, c) for c in changed)
         return contacts
+
+    async def follow(self, revision: int | None = None, hrefs: Sequence[str] | None = None) -> bool:
+        """Take what another process sharing the database saved (a replica that syncs, or
+        applied a phone's change): the contacts at `hrefs` when that save named them and
+        it is the next revision after ours, else the whole snapshot. True when the
+        contacts here changed."""
+        if self.store is None:
+            return False
+        async with self.lock:
+            if revision is None:  # what is stored now? (one row: a whole load may not be due)
+                found = await asyncio.to_thread(
+                    self.store.contacts_at, self.name, self.user_key, ()
+                )
+                if found is None:
+                    return False  # nothing saved yet
+                revision = found[0]
+            if revision <= self.stored_revision and not self.behind and self.has_data:
+                return False  # ours, or older than what is here
+            if (
+                hrefs is not None
+                and revision == self.stored_revision + 1
+                and self.has_data
+                and not self.behind
+            ):
+                found = await asyncio.to_thread(
+                    self.store.contacts_at, self.name, self.user_key, hrefs
+                )
+                if found is not None and found[0] == revision:
+                    old = {href: c for href in hrefs if (c := self.contacts.get(href))}
+                    for href, contact in found[1].items():
+                        if contact is None:
+                            self.contacts.pop(href, None)
+                        else:
+                            self.contacts[href] = contact
+                    self._reindex(old, hrefs)
+                    self.stored_revision = revision
+                    self.version += 1
+                    return True
+            snapshot = await asyncio.to_thread(
+                self.store.load, self.name, self.user_key, self.fingerprint, True
+            )
+            if snapshot is None or snapshot.revision == self.stored_revision and self.has_data:
+                self.behind = False
+                return False
+            self.contacts, self.token = snapshot.contacts, snapshot.token
+            self.synced_at = self._stored_synced_at = snapshot.synced_at
+            self.stored_revision, self.behind, self.loaded = snapshot.revision, False, True
+            self._ids = None
+            self.version += 1
+            event(
+                "snapshot_followed",
+                logging.DEBUG,
+                source=self.name,
+                user=self._xui,
+                entries=len(self.contacts),
+                revision=snapshot.revision,
+            )
+            return True
 
     async def stored(self, contact: Contact) -> None:
         """Take a contact just written upstream into the snapshot (and the store)."""

@@ -13,22 +13,28 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from gateway.store import Db, Store, StoreUnavailable
+from gateway.store import Claim, ClaimState, Db, Saved, Store, StoreUnavailable
 
 #: Advisory lock keys of this application (pg_advisory_lock's bigint space is shared by
 #: every application of the database: ours start with 0x7863 = "xc").
 MIGRATION_LOCK = 0x7863_6170_0000_0001
-#: Where a replica that saved a snapshot tells the others (payload: ["source", "user"]).
+#: Where a replica that saved a snapshot tells the others (payload: a Saved as JSON).
 SNAPSHOT_CHANNEL = "xcap_snapshots"
+#: Where a replica that queued or settled outbox items tells the others (no payload).
+OUTBOX_CHANNEL = "xcap_outbox"
+#: After a failed attempt to reach the database, requests wait this long for a
+#: connection (not connect_timeout) until one succeeds again: serving goes on from memory
+#: while the pool reconnects in the background.
+_DOWN_WAIT = 0.25
 #: NOTIFY payloads must stay under 8,000 bytes.
 _MAX_PAYLOAD = 7000
 #: How long the pool keeps retrying a lost connection in the background; after that, the
@@ -43,6 +49,7 @@ MIGRATIONS: list[str] = [
         fingerprint TEXT NOT NULL,
         token TEXT,
         synced_at DOUBLE PRECISION,
+        revision BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (source, "user")
     );
     CREATE TABLE contacts (
@@ -176,6 +183,37 @@ def describe(url: str) -> str:
     return f"postgresql://{host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
 
 
+class _RowClaim(Claim):
+    """The item's row stays locked (SELECT … FOR UPDATE) in an open transaction on a
+    connection of its own while the change is applied: another replica's claim skips it,
+    and if this process dies the row is free again when PostgreSQL closes the session."""
+
+    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any], row: Any) -> None:
+        self._store = store
+        self._connection: psycopg.Connection[Any] | None = connection
+        self.row = row
+
+    def finish(self, record: Callable[[Db], None]) -> None:
+        connection, self._connection = self._connection, None
+        assert connection is not None, "finished twice"
+        committed = False
+        try:
+            record(_PgDb(connection))
+            connection.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
+            connection.commit()
+            committed = True
+        except psycopg.OperationalError as exc:
+            self._store._down = True
+            raise StoreUnavailable(f"lost the connection to {self._store.where}: {exc}") from exc
+        finally:
+            self._store._give_back(connection, commit=committed)
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._store._give_back(connection, commit=False)
+
+
 class PostgresStore(Store):
     dialect: Literal["sqlite", "postgresql"] = "postgresql"
 
@@ -189,6 +227,7 @@ class PostgresStore(Store):
         self.url = url
         self.where = describe(url)
         self._timeout = connect_timeout
+        self._down = False
         options: dict[str, Any] = {
             "application_name": "xcap-gateway",
             # libpq's own limit for one connection attempt, in whole seconds.
@@ -256,26 +295,112 @@ class PostgresStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Db]:
+        wait = self._wait()
         try:
-            with self._pool.connection(timeout=self._timeout) as connection:
+            with self._pool.connection(timeout=wait) as connection:
+                self._down = False
                 yield _PgDb(connection)
         except PoolTimeout as exc:
-            raise StoreUnavailable(
-                f"no connection to {self.where} within {self._timeout:g} s"
-            ) from exc
+            self._down = True
+            raise StoreUnavailable(f"no connection to {self.where} within {wait:g} s") from exc
         except psycopg.OperationalError as exc:
             # The connection broke under the transaction (PostgreSQL restarted, the
-            # network cut): nothing of it was committed.
+            # network cut): nothing of it was committed, or (a commit whose answer was
+            # lost) it was; either way the caller's retry finds what is there.
+            self._down = True
             raise StoreUnavailable(f"lost the connection to {self.where}: {exc}") from exc
 
     def lock(self, db: Db, key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 7863))", (key,))
 
-    def notify_saved(self, db: Db, source: str, user: str) -> None:
-        payload = json.dumps([source, user], ensure_ascii=False)
+    def notify_outbox(self, db: Db) -> None:
+        db.execute("SELECT pg_notify(?, '')", (OUTBOX_CHANNEL,))
+
+    def notify_saved(self, db: Db, saved: Saved) -> None:
+        payload = json.dumps([saved.source, saved.user, saved.revision, saved.hrefs])
         if len(payload.encode()) > _MAX_PAYLOAD:
-            payload = ""  # listeners then look at every snapshot
+            payload = json.dumps([saved.source, saved.user, saved.revision, None])
+        if len(payload.encode()) > _MAX_PAYLOAD:
+            payload = ""  # listeners then compare every snapshot's revision
         db.execute("SELECT pg_notify(?, ?)", (SNAPSHOT_CHANNEL, payload))
+
+    def claim(self, item_id: int, source: str, source_user: str) -> tuple[ClaimState, Claim | None]:
+        connection = self._connection()
+        try:
+            # (psycopg opens the transaction with the first statement.)
+            row = connection.execute(
+                "SELECT attempts, next_attempt, error FROM outbox WHERE id = %s"
+                " AND state = 'pending' FOR UPDATE SKIP LOCKED",
+                (item_id,),
+            ).fetchone()
+            if row is None:
+                still = connection.execute(
+                    "SELECT 1 FROM outbox WHERE id = %s AND state = 'pending'", (item_id,)
+                ).fetchone()
+                self._give_back(connection, commit=False)
+                return ("busy" if still else "gone"), None
+            (first,) = connection.execute(
+                "SELECT min(id) FROM outbox WHERE state = 'pending' AND source = %s"
+                " AND source_user = %s",
+                (source, source_user),
+            ).fetchone() or (item_id,)
+            if first is not None and first < item_id:  # an earlier change goes first
+                self._give_back(connection, commit=False)
+                return "busy", None
+        except psycopg.OperationalError as exc:
+            self._give_back(connection, commit=False)
+            raise StoreUnavailable(f"lost the connection to {self.where}: {exc}") from exc
+        except BaseException:
+            self._give_back(connection, commit=False)
+            raise
+        return "claimed", _RowClaim(self, connection, row)
+
+    def hold(self, keys: Iterable[str]) -> Callable[[], None]:
+        """Transaction-level advisory locks on a connection of their own, held until
+        the returned function rolls that transaction back (or this process dies)."""
+        connection = self._connection()
+        try:
+            for key in sorted(set(keys)):
+                connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7863))", (key,)
+                )
+        except psycopg.OperationalError as exc:
+            self._down = True
+            self._give_back(connection, commit=False)
+            raise StoreUnavailable(f"lost the connection to {self.where}: {exc}") from exc
+        except BaseException:
+            self._give_back(connection, commit=False)
+            raise
+        return partial(self._give_back, connection, False)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        try:
+            connection = self._pool.getconn(timeout=self._wait())
+        except PoolTimeout as exc:
+            self._down = True
+            raise StoreUnavailable(
+                f"no connection to {self.where} within {self._wait():g} s"
+            ) from exc
+        self._down = False
+        return connection
+
+    def _give_back(self, connection: psycopg.Connection[Any], commit: bool) -> None:
+        try:
+            if commit:
+                connection.commit()
+            else:
+                connection.rollback()
+        except psycopg.Error:
+            pass  # a broken connection: the pool checks and replaces it
+        finally:
+            self._pool.putconn(connection)
+
+    def _wait(self) -> float:
+        return _DOWN_WAIT if self._down else self._timeout
+
+    @property
+    def available(self) -> bool:
+        return not self._down
 
     def close(self) -> None:
         self._pool.close()

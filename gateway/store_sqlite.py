@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from gateway.heap import bulk, give_back
 from gateway.model import Contact
 from gateway.private_files import private_dir, private_file
 from gateway.process_pool import map_batches, usable_cores
-from gateway.store import Db, Snapshot, Store, _State, read_snapshot
+from gateway.store import Claim, ClaimState, Db, Snapshot, Store, _State, read_snapshot
 
 #: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
 _NORMALIZED_XUI = (
@@ -126,6 +126,9 @@ MIGRATIONS: list[str] = [
     + ";",
     # 6: which served versions a device sent itself (a PUT body: surely held).
     "ALTER TABLE served ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;",
+    # 7: each snapshot counts its saves (what replicas sharing PostgreSQL compare; the
+    # same tables everywhere).
+    "ALTER TABLE source_state ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;",
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 
@@ -203,7 +206,9 @@ class SqliteStore(Store):
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def load(self, source: str, user: str, fingerprint: str) -> Snapshot | None:
+    def load(
+        self, source: str, user: str, fingerprint: str, keep_other: bool = False
+    ) -> Snapshot | None:
         """A big snapshot is decoded in worker processes: decoding 100,000 contacts here
         left the JSON parser's garbage scattered through this process's heap (~100 MB more
         resident after a restart than after a first sync), and held the interpreter lock
@@ -213,7 +218,7 @@ class SqliteStore(Store):
                 'SELECT count(*) FROM contacts WHERE source=? AND "user"=?', (source, user)
             ).fetchone()[0]
         if count < LOAD_ELSEWHERE_FROM:
-            return super().load(source, user, fingerprint)
+            return super().load(source, user, fingerprint, keep_other)
         parts = max(2, usable_cores())
         read = partial(_snapshot_part, str(self.path), source, user, parts)
         pieces = map_batches(read, list(range(parts)))
@@ -221,7 +226,7 @@ class SqliteStore(Store):
             state, contacts = _snapshot_from(pieces)
         del pieces
         give_back()
-        return self._snapshot(source, user, fingerprint, state, contacts)
+        return self._snapshot(source, user, fingerprint, state, contacts, keep_other)
 
     @contextmanager
     def transaction(self) -> Iterator[Db]:
@@ -234,6 +239,19 @@ class SqliteStore(Store):
                 raise
             _commit(self._db)
 
+    def claim(self, item_id: int, source: str, source_user: str) -> tuple[ClaimState, Claim | None]:
+        """This process is the only one: an item still pending is its own to apply."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT attempts, next_attempt, error FROM outbox WHERE id=? AND state='pending'",
+                (item_id,),
+            ).fetchone()
+        if row is None:
+            return "gone", None
+        claim = _LocalClaim(self)
+        claim.row = row
+        return "claimed", claim
+
     def lock(self, db: Db, key: str) -> None:
         """Nothing to do: this process's transactions are serialized already, and no other
         process shares the file."""
@@ -241,6 +259,21 @@ class SqliteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _LocalClaim(Claim):
+    """No transaction is held while the change is applied (SQLite's one connection is
+    everybody's): the outcome is recorded in a transaction of its own."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def finish(self, record: Callable[[Db], None]) -> None:
+        with self._store.transaction() as db:
+            record(db)
+
+    def release(self) -> None:
+        pass
 
 
 def _commit(db: sqlite3.Connection) -> None:

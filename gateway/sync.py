@@ -37,6 +37,7 @@ class Sources:
         self.store = store
         self.metrics: Metrics | None = None
         self.scheduler = SyncScheduler()
+        self.scheduler.runs_here = lambda state: not self.follows(state)
         self._per_user = {
             name: source.connector_class.is_per_user(source.settings)
             for name, source in config.sources.items()
@@ -55,12 +56,30 @@ class Sources:
         #: Failing per-user instances dropped from memory -> (failures, attempted_at): a
         #: new instance takes them over, so an outage keeps its retry backoff.
         self._failed: dict[tuple[str, str], tuple[int, float]] = {}
+        #: With replicas sharing the database: whether this one leads (runs the syncs of
+        #: shared sources; the others follow the snapshots it saves). None: alone.
+        self.leads: Callable[[], bool] | None = None
 
     def attach_store(self, store: Store) -> None:
         """Keep snapshots in `store` from now on (instances made earlier included)."""
         self.store = store
         for state in self._states.values():
             state.store = store
+
+    def loaded_state(self, name: str, user: str) -> SourceState | None:
+        """The instance of `name` for the xui `user` ("" for a shared one), if it is in
+        memory; never makes one."""
+        return self._states.get((name, user))
+
+    def follows(self, state: SourceState) -> bool:
+        """Whether `state` takes its contacts from another replica's syncs."""
+        return self.leads is not None and state.user is None and not self.leads()
+
+    def sync_soon(self) -> None:
+        """Every shared source syncs now (this replica just began to lead)."""
+        for state in self.shared_states():
+            with contextlib.suppress(Exception):  # not scheduled (yet): its first run comes
+                self.scheduler.run_soon(state)
 
     def is_per_user(self, name: str) -> bool:
         return self._per_user[name]
@@ -168,6 +187,10 @@ class Sources:
         state.in_use += 1  # not dropped while it loads or syncs for this request
         try:
             await state.load()
+            if self.follows(state):
+                if not state.has_data:
+                    await state.follow()  # the leader may have saved one since
+                return state
             if not state.has_data:
                 if state.lock.locked():
                     return state  # its first sync is under way: not ready yet, don't queue up

@@ -146,6 +146,8 @@ class Versions:
         base deletes nothing."""
         await self._ensure(document, user)
         if self.record(document, user, device, etag, entries, sent) and store is not None:
+            if not store.available:
+                return  # down: housekeeping writes it later; phones are served meanwhile
             await self._write_soon(store)
 
     def _trim(self, document: str, history: list[Served]) -> None:
@@ -281,6 +283,20 @@ class Versions:
             reading[0] -= 1
             if not reading[0]:
                 del self._reading[key]
+
+    async def reread(self, document: str, user: str) -> None:
+        """Read the history of (document, user) from the database again: other processes
+        sharing it may have served this user since (a phone whose requests alternate
+        between replicas), and a PUT must merge against the version the phone holds."""
+        key = (document, user)
+        if self._store is None:
+            return
+        if key in self._dirty or self._in_flight[key]:
+            await self.flush_soon(self._store)  # what is only here goes there first
+        if key in self._served and key not in self._dirty and not self._in_flight[key]:
+            self._touched.discard(key)  # poll times only age versions: not worth a write
+            self._drop(key)
+        await self._ensure(document, user)
 
     def _read_or_log(self, store: Store, key: Key) -> Found:
         """A failing database reads as no history: merges then delete nothing."""
@@ -448,7 +464,7 @@ class Versions:
         versions = [
             (key, self._contents[key]) for key in wanted - self._saved if key in self._contents
         ]
-        return Batch(served, versions, sorted(forgotten))
+        return Batch(served, versions, sorted(forgotten), dict(self.keep))
 
     def load(self, store: Store) -> None:
         """Read histories from `store` from now on, each when first needed; delete the

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.entry import Entry, entry_from_json, entry_to_json
 from gateway.store import Store
@@ -25,6 +25,8 @@ class Batch:
     served: list[tuple[str, str, list[tuple[str, str, float, bool]]]]
     versions: list[tuple[Key, Entries]]
     forgotten: list[Key]
+    #: Versions kept per device, by document (the database keeps each device's newest).
+    keep: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,13 +65,22 @@ def write_batch(store: Store, batch: Batch) -> None:
     """Blocking: one transaction; each version's entries are encoded once."""
     with store.transaction() as db:
         for document, user, rows in batch.served:
-            db.execute('DELETE FROM served WHERE document=? AND "user"=?', (document, user))
+            # Merged into what is stored, never replacing it: another process sharing the
+            # database may have served this user's other requests (a phone whose requests
+            # alternate between replicas), and its records must stay.
             db.executemany(
                 'INSERT INTO served (document, "user", device, etag, served_at, sent)'
                 ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (document, "user", device, etag)'
                 " DO UPDATE SET served_at = excluded.served_at, sent = excluded.sent",
                 [(document, user, *row) for row in rows],
             )
+            for device in sorted({row[0] for row in rows}):
+                db.execute(
+                    'DELETE FROM served WHERE document=? AND "user"=? AND device=? AND etag NOT IN'
+                    ' (SELECT etag FROM served WHERE document=? AND "user"=? AND device=?'
+                    " ORDER BY served_at DESC LIMIT ?)",
+                    (document, user, device, document, user, device, batch.keep.get(document, 5)),
+                )
         for (document, etag), entries in batch.versions:
             db.execute(
                 "INSERT INTO versions (document, etag, entries, created)"

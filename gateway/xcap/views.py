@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from gateway import keys
 from gateway.compose import NotReady
 from gateway.connector import UnsafeTemplateValue
+from gateway.logs import event
+from gateway.store import StoreUnavailable
 from gateway.xcap import caps, directory_views, resourcelists, stored_views
 from gateway.xcap.errors import XcapConflict
 from gateway.xcap.http import PreconditionFailed, check_preconditions, conflict_response
@@ -15,6 +19,8 @@ from gateway.xcap.selector import BadSelector, Selector, SelectorTooLarge, parse
 from gateway.xcap.uri import XcapPath, request_path
 
 RETRY_AFTER = 30
+#: The database comes back (or another replica answers) sooner than a source's first sync.
+STORE_RETRY_AFTER = 10
 
 
 async def xcap_handler(request: web.Request) -> web.StreamResponse:
@@ -45,6 +51,14 @@ async def xcap_handler(request: web.Request) -> web.StreamResponse:
         # The phone keeps what it has and asks again; a PUT stays on its flash meanwhile.
         raise web.HTTPServiceUnavailable(
             text=f"{exc}; try again shortly\n", headers={"Retry-After": str(RETRY_AFTER)}
+        ) from exc
+    except StoreUnavailable as exc:
+        # Nothing was acknowledged that is not durable: the phone keeps its change and
+        # sends it again.
+        event("store_unavailable", logging.WARNING, method=request.method, detail=str(exc))
+        raise web.HTTPServiceUnavailable(
+            text="the state database cannot be reached; nothing was changed, try again\n",
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
         ) from exc
 
 

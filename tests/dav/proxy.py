@@ -44,6 +44,8 @@ class WeakeningProxy:
     #: another client makes between what the connector read and what it writes.
     before: dict[str, Hook] = field(default_factory=dict)
     origin: str = ""
+    #: Every request's method and path, in the order they came.
+    seen: list[tuple[str, str]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -66,6 +68,7 @@ class WeakeningProxy:
             await self._runner.cleanup()
 
     async def _forward(self, request: web.Request) -> web.Response:
+        self.seen.append((request.method, request.path))
         if hook := self.before.pop(request.method, None):
             await hook()
         if self.weak_always and request.headers.get("If-Match", "*").strip() != "*":
