@@ -25,6 +25,7 @@ from gateway.control import socket_path, status, sync_now
 from gateway.engine import Engine
 from gateway.listeners import Listeners, quiet_accept_errors
 from gateway.model import UserRef
+from gateway.store import StoreTooNew, StoreUnavailable
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
 
@@ -118,6 +119,19 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return 2
     logs.setup(args.log_level or config.logging.level, config.logging.format)
+    try:
+        return _run(config, args)
+    except StoreUnavailable as exc:
+        # PostgreSQL cannot be reached at start: say where and why, not a traceback (a
+        # container then restarts and tries again).
+        print(f"{config.path}: [store] url: {exc}", file=sys.stderr)
+        return 1
+    except StoreTooNew as exc:
+        print(f"{config.path}: [store]: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
     if args.command == "check-config":
         return asyncio.run(_check_config(config, args.connect, args.user))
     if args.command == "render":
@@ -145,6 +159,10 @@ async def _check_config(config: Config, connect: bool, xui: str | None) -> int:
         )
     failed = False
     if connect:
+        if config.store.url:
+            store = await preflight.connect_store(config)
+            print(store)
+            failed = failed or store.error is not None
         for outcome in await preflight.connect(config, user):
             print(outcome)
             failed = failed or outcome.error is not None

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -346,11 +347,12 @@ class StoreConfig(_Strict):
             raise ValueError(problem)
         return value
 
-    @model_validator(mode="after")
-    def _password_needs_url(self) -> StoreConfig:
-        if self.password is not None and not self.url:
+    @field_validator("password")
+    @classmethod
+    def _password_needs_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not info.data.get("url"):
             raise ValueError("a password is for a PostgreSQL url; set url too")
-        return self
+        return value
 
     @property
     def postgresql(self) -> bool:

@@ -156,7 +156,10 @@ def database_url_problem(url: str) -> str | None:
     try:
         parts = conninfo_to_dict(url)
     except Exception as exc:  # psycopg.ProgrammingError: libpq's own words
-        return f"not a PostgreSQL URL: {str(exc).strip()}"
+        # Only what libpq says is wrong, not the part of the URL it quotes (which may be
+        # a password).
+        reason = str(exc).strip().split(":", 1)[0]
+        return f"not a PostgreSQL URL ({reason})"
     if parts.get("password"):
         return "put the password in password_file (a secret), not in the URL"
     return None

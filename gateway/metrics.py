@@ -129,6 +129,19 @@ class _EngineCollector(Collector):
             "Pending changes whose source or document is no longer configured",
             value=len(outbox.parked()),
         )
+        replicas = self.engine.replicas
+        store = self.engine.store
+        yield GaugeMetricFamily(
+            "xcap_store_up",
+            "1 while the state database answers (PostgreSQL: 0 while it cannot be reached)",
+            value=1.0 if store is None or store.available else 0.0,
+        )
+        if replicas is not None:
+            yield GaugeMetricFamily(
+                "xcap_replica_leader",
+                "1 on the replica that runs the scheduled syncs (PostgreSQL store)",
+                value=1.0 if replicas.leader else 0.0,
+            )
         yield GaugeMetricFamily(
             "xcap_not_modified_ratio",
             "Share of document GETs and HEADs answered 304, of those answered 2xx or 304",

@@ -95,3 +95,48 @@ async def _try(config: Config, name: str, user: UserRef | None) -> Outcome:
     finally:
         await connector.close()
     return outcome
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """Whether the PostgreSQL of [store] url answers, and at which schema."""
+
+    where: str
+    schema: int | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        head = f"store ({self.where}): "
+        if self.error:
+            return head + f"FAILED: {self.error}"
+        if self.schema is None:
+            return head + "ok (empty: the first replica to start creates the tables)"
+        return head + f"ok (schema {self.schema})"
+
+
+async def connect_store(config: Config) -> StoreOutcome:
+    """One connection to [store] url, as serving makes it; nothing is created or changed."""
+    # Imported here: psycopg takes ~0.2 s to import, and SQLite's users never need it.
+    import psycopg
+
+    from gateway.store_postgres import describe
+
+    store = config.store
+    where = describe(store.url)
+    options: dict[str, Any] = {"connect_timeout": max(1, round(store.connect_timeout))}
+    if store.password is not None:
+        options["password"] = store.password.get_secret_value()
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            store.url, autocommit=True, **options
+        ) as connection:
+            cursor = await connection.execute("SELECT to_regclass('xcap_schema') IS NOT NULL")
+            row = await cursor.fetchone()
+            if not row or not row[0]:
+                return StoreOutcome(where)
+            cursor = await connection.execute("SELECT max(version) FROM xcap_schema")
+            row = await cursor.fetchone()
+            return StoreOutcome(where, schema=int(row[0] or 0) if row else 0)
+    except psycopg.Error as exc:
+        lines = str(exc).strip().splitlines()
+        return StoreOutcome(where, error=lines[-1] if lines else type(exc).__name__)

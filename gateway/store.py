@@ -58,6 +58,11 @@ class StoreUnavailable(Exception):
     written. The caller answers 503 and the phone sends its change again."""
 
 
+class StoreTooNew(RuntimeError):
+    """The database was written by a newer xcap-gateway (a newer schema): nothing here
+    touches it."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     contacts: dict[str, Contact]

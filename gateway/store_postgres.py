@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from gateway.store import Claim, ClaimState, Db, Saved, Store, StoreUnavailable
+from gateway.store import Claim, ClaimState, Db, Saved, Store, StoreTooNew, StoreUnavailable
 
 #: Advisory lock keys of this application (pg_advisory_lock's bigint space is shared by
 #: every application of the database: ours start with 0x7863 = "xc").
@@ -275,7 +275,7 @@ class PostgresStore(Store):
             row = connection.execute("SELECT max(version) FROM xcap_schema").fetchone()
             version = int(row[0]) if row and row[0] is not None else 0
             if version > len(MIGRATIONS):
-                raise RuntimeError(
+                raise StoreTooNew(
                     f"{self.where} was written by a newer xcap-gateway (schema {version});"
                     " upgrade every replica"
                 )

@@ -19,7 +19,7 @@ from gateway.heap import bulk, give_back
 from gateway.model import Contact
 from gateway.private_files import private_dir, private_file
 from gateway.process_pool import map_batches, usable_cores
-from gateway.store import Claim, ClaimState, Db, Snapshot, Store, _State, read_snapshot
+from gateway.store import Claim, ClaimState, Db, Snapshot, Store, StoreTooNew, _State, read_snapshot
 
 #: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
 _NORMALIZED_XUI = (
@@ -192,7 +192,7 @@ class SqliteStore(Store):
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
-            raise RuntimeError(
+            raise StoreTooNew(
                 f"{self.path} was written by a newer xcap-gateway (schema {version}); "
                 "upgrade, or move the file away to start from scratch"
             )
