@@ -136,12 +136,11 @@ class _EngineCollector(Collector):
             "1 while the state database answers (PostgreSQL: 0 while it cannot be reached)",
             value=1.0 if store is None or store.available else 0.0,
         )
-        if replicas is not None:
-            yield GaugeMetricFamily(
-                "xcap_replica_leader",
-                "1 on the replica that runs the scheduled syncs (PostgreSQL store)",
-                value=1.0 if replicas.leader else 0.0,
-            )
+        yield GaugeMetricFamily(
+            "xcap_replica_leader",
+            "1 where the scheduled syncs run: a process alone, or the leading replica",
+            value=1.0 if replicas is None or replicas.leader else 0.0,
+        )
         yield GaugeMetricFamily(
             "xcap_not_modified_ratio",
             "Share of document GETs and HEADs answered 304, of those answered 2xx or 304",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from gateway.logs import event
+from gateway.store import StoreUnavailable
 from gateway.store_postgres import OUTBOX_CHANNEL, SNAPSHOT_CHANNEL, PostgresStore
 
 if TYPE_CHECKING:
@@ -93,8 +94,8 @@ class Replicas:
             try:
                 async with connection:
                     await self._serve(connection)
-            except (psycopg.Error, OSError) as exc:
-                self._lost(exc)
+            except Exception as exc:  # psycopg's, the pool's StoreUnavailable, or a bug:
+                self._lost(exc)  # never the end of following the others
                 await asyncio.sleep(RETRY_FIRST)
 
     async def _serve(self, connection: psycopg.AsyncConnection[Any]) -> None:
@@ -159,7 +160,11 @@ class Replicas:
         if not force and time.monotonic() - self._last_poll < POLL_SECONDS:
             return
         self._last_poll = time.monotonic()
-        revisions = await asyncio.to_thread(self.store.revisions)
+        try:
+            revisions = await asyncio.to_thread(self.store.revisions)
+        except StoreUnavailable:
+            return  # the pool's connections are down (this one may not be yet): next time
+
         for state in self.sources.states():
             stored = revisions.get((state.name, state.user_key))
             if stored is not None and (stored != state.stored_revision or state.behind):
