@@ -148,8 +148,10 @@ class Outbox:
         else:
             for item in items:
                 item.id, self._next_id = self._next_id, self._next_id + 1
+        known = {item.id for queue in self._pending.values() for item in queue}
         for item in items:
-            self._pending.setdefault(item.instance, []).append(item)
+            if item.id not in known:  # a catch-up may have taken it from the database first
+                self._pending.setdefault(item.instance, []).append(item)
         self._changed({item.instance for item in items})
         for instance in {item.instance for item in items}:
             self._kick(instance)

@@ -35,6 +35,8 @@ OUTBOX_CHANNEL = "xcap_outbox"
 #: connection (not connect_timeout) until one succeeds again: serving goes on from memory
 #: while the pool reconnects in the background.
 _DOWN_WAIT = 0.25
+#: How long a PUT waits for another replica's PUT to the same sources (seconds).
+LOCK_WAIT = 30.0
 #: NOTIFY payloads must stay under 8,000 bytes.
 _MAX_PAYLOAD = 7000
 #: How long the pool keeps retrying a lost connection in the background; after that, the
@@ -360,10 +362,18 @@ class PostgresStore(Store):
         the returned function rolls that transaction back (or this process dies)."""
         connection = self._connection()
         try:
+            # A replica that hangs while holding one (its connection still open) must not
+            # hang every PUT behind it for good: they fail with 503 and are sent again.
+            connection.execute(f"SET LOCAL lock_timeout = '{int(LOCK_WAIT * 1000)}ms'")
             for key in sorted(set(keys)):
                 connection.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7863))", (key,)
                 )
+        except psycopg.errors.LockNotAvailable as exc:
+            self._give_back(connection, commit=False)
+            raise StoreUnavailable(
+                f"another replica has held a lock of this change's sources for {LOCK_WAIT:g} s"
+            ) from exc
         except psycopg.OperationalError as exc:
             self._down = True
             self._give_back(connection, commit=False)
