@@ -6,7 +6,9 @@ machine. Each part is its own module and can be run alone (see its docstring):
 - bench.startup: a 100,000-card vcard-dir: first answer (no state, restarted), memory,
   snapshot saving;
 - bench.put_latency: another phone's GETs while PUTs land on a 100k-contact document;
-- bench.ldap_pull: a 100,000-entry LDAP pull vs ldapsearch, per client.
+- bench.ldap_pull: a 100,000-entry LDAP pull vs ldapsearch, per client;
+- bench.replicas (issue 17): 304 polls through nginx to two replicas on one PostgreSQL vs
+  one; PUT latency on PostgreSQL vs SQLite.
 
     .venv/bin/python -m bench.all [--only serve startup ...] [--markdown table.md]
 
@@ -31,6 +33,7 @@ PARTS: dict[str, list[str]] = {
     "startup": ["bench.startup"],
     "put_latency": ["bench.put_latency"],
     "ldap_pull": ["bench.ldap_pull", "--sizes", "100000"],
+    "replicas": ["bench.replicas"],
 }
 
 
