@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.heap import bulk
 from gateway.model import Contact
+from gateway.private_files import private_dir
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -307,7 +308,9 @@ def _nothing() -> None:
 
 def open_store(config: Config) -> Store:
     """The state database `config` names: PostgreSQL for [store] url, else SQLite in
-    [server] state_dir. Raises StoreUnavailable when PostgreSQL cannot be reached."""
+    [server] state_dir. Raises StoreUnavailable when PostgreSQL cannot be reached.
+    state_dir is made owner-only either way (the control socket is there)."""
+    private_dir(config.server.state_dir)
     if config.store.url:
         from gateway.store_postgres import PostgresStore  # psycopg: only when configured
 
@@ -318,7 +321,6 @@ def open_store(config: Config) -> Store:
         )
     from gateway.store_sqlite import FILE_NAME, SqliteStore
 
-    config.server.state_dir.mkdir(parents=True, exist_ok=True)
     return SqliteStore(config.server.state_dir / FILE_NAME)
 
 

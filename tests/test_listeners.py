@@ -368,6 +368,19 @@ def test_state_is_owner_only(gateway: GatewayFactory, tmp_path: Path) -> None:
     assert "event=permissions_tightened" in gw.log.read_text()
 
 
+def test_a_state_dir_the_gateway_creates_is_owner_only_without_a_warning(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Made 0700 from the start: a warning that it was 'tightened' would send an
+    administrator looking for a mistake nobody made."""
+    state = tmp_path / "var"
+    assert not state.exists()
+    gw = gateway()
+    wait_for((state / "control.sock").exists, "the control socket")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert "permissions_tightened" not in gw.log.read_text()
+
+
 def test_a_new_state_database_is_never_readable_by_others(tmp_path: Path) -> None:
     """Under a permissive umask, too: the file is made 0600 before SQLite opens it."""
     from gateway.store_sqlite import SqliteStore as Store
