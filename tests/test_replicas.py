@@ -163,6 +163,23 @@ async def put(
         return response.status, await response.text()
 
 
+def book(origin: str, interval: str, extra: str = "") -> str:
+    """Alice's Radicale book, through `origin` (a proxy a test can hold requests in)."""
+    return f"""
+[sources.book]
+type = "carddav"
+url = "{origin}/alice/contacts/"
+username = "svc"
+password = "svc-pw"
+interval = "{interval}"
+retry_interval = "0.2s"
+[documents.tbook]
+name = "tbook.xml"
+sources = ["book"]
+{extra}
+"""
+
+
 def named(entries: list[Entry], name: str) -> Entry:
     return next(entry for entry in entries if entry.display_name == name)
 
@@ -267,20 +284,7 @@ async def test_the_leader_killed_in_the_middle_of_a_sync_hands_over(
     proxy = WeakeningProxy(radicale.origin)
     origin = await proxy.start()
     try:
-        replicas_of = fleet(
-            f"""
-[sources.book]
-type = "carddav"
-url = "{origin}/alice/contacts/"
-username = "svc"
-password = "svc-pw"
-interval = "1s"
-retry_interval = "0.2s"
-[documents.tbook]
-name = "tbook.xml"
-sources = ["book"]
-"""
-        )
+        replicas_of = fleet(book(origin, interval="1s"))
         replicas = await started(replicas_of, session, 2)
         await until(lambda: any(r.leads for r in replicas), "a leader", fleet=replicas_of)
         leader = next(r for r in replicas if r.leads)
@@ -419,22 +423,9 @@ async def test_a_replica_killed_while_applying_a_change_leaves_it_to_another_onc
     proxy = WeakeningProxy(radicale.origin)
     origin = await proxy.start()
     try:
+        # DEBUG: the log says when a replica finds the change held by another.
         replicas_of = fleet(
-            f"""
-[sources.book]
-type = "carddav"
-url = "{origin}/alice/contacts/"
-username = "svc"
-password = "svc-pw"
-interval = "1h"
-retry_interval = "0.2s"
-[documents.tbook]
-name = "tbook.xml"
-sources = ["book"]
-write_to = "book"
-[logging]
-level = "DEBUG"
-"""
+            book(origin, interval="1h", extra='write_to = "book"\n[logging]\nlevel = "DEBUG"')
         )
         (first,) = await started(replicas_of, session, 1)
         reached, release = asyncio.Event(), asyncio.Event()

@@ -22,17 +22,8 @@ from gateway.store_postgres import PostgresStore
 from gateway.store_sqlite import FILE_NAME, SqliteStore
 from gateway.store_sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from gateway.xcap import storage
+from tests.test_store import ANNA
 
-ANNA = Contact(
-    uid="u1",
-    source="s",
-    href="a.vcf",
-    etag="e1",
-    display_name="Anna",
-    mobile=("1", "2"),
-    extra=(("nick", "An"),),
-    vip=True,
-)
 #: What upstreams and phones may put into stored text: quotes, a NUL, control
 #: characters, a lone surrogate, SQL, 5,000 characters.
 HOSTILE = "O'Brien \"x\" \x00\x01\x1f \ud800 '); DROP TABLE contacts; -- " + "é" * 5000
