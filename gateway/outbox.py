@@ -301,9 +301,13 @@ class Outbox:
             self.behind = True
             return None
         if claim.row is not None:  # another process may have tried it meanwhile
-            attempts, _, error = claim.row
+            attempts, next_attempt, error = claim.row
             if attempts > item.attempts:
                 item.attempts, item.error = attempts, error
+            if next_attempt > time.time():  # and backs off from it: so does this one
+                item.next_attempt = next_attempt
+                await _released(claim)
+                return None
         return claim
 
     def _forget(self, instance: tuple[str, str], item: Item) -> None:

@@ -608,6 +608,9 @@ keep_versions = 100
                 held = Entry(entry_id)
             bases_with = [base[entry_id] for base in bases if entry_id in base]
             for name in sorted(changed_fields(held, entry) - {"display_name"}):
+                # This PUT changes the field again: what an earlier one promised of it is
+                # no longer due (whether this one's change is certain enough to promise).
+                self.expects.pop((entry_id, name), None)
                 if name == "mobile_number":
                     was, now = numbers_of(held), numbers_of(entry)
                     added, removed = now - was, was - now
