@@ -95,6 +95,9 @@ class ServerConfig(_Strict):
     shutdown_grace: PositiveDuration = 10.0
     #: How long `serve` waits for the first syncs before it listens anyway.
     startup_sync_wait: Duration = 10.0
+    #: How long a request for a book with no data yet (a per-user book's first request)
+    #: waits for its first sync before it is answered 503.
+    first_sync_wait: Duration = 5.0
     #: A request's header must be complete within this time of its first byte (or of the
     #: connection opening): slow senders cannot hold connections.
     header_timeout: PositiveDuration = 10.0

@@ -77,6 +77,8 @@ class SourceState:
         self._dropped_phone_ids: dict[str, str] = {}
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
+        #: The first sync requests wait for (Sources.ready), while it runs.
+        self.first_sync: asyncio.Task[None] | None = None
         self.serial = next(_SERIALS)
         #: Requests and background syncs using the instance now (it is not dropped then).
         self.in_use = 0

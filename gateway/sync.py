@@ -192,11 +192,9 @@ class Sources:
                     await state.follow()  # the leader may have saved one since
                 return state
             if not state.has_data:
-                if state.lock.locked():
-                    return state  # its first sync is under way: not ready yet, don't queue up
                 if state.failures and time.time() - state.attempted_at < retry_delay(state):
                     return state  # failed a moment ago: phones polling must not hammer upstream
-                await state.refresh()
+                await self._first_data(state)
             elif state.user is not None and _older_than(state.synced_at, state.config.interval):
                 state.synced_at = time.time()  # one background refresh at a time
                 state.in_use += 1  # until the refresh is done (it takes the lock later)
@@ -204,6 +202,15 @@ class Sources:
         finally:
             state.in_use -= 1
         return state
+
+    async def _first_data(self, state: SourceState) -> None:
+        """Wait up to `first_sync_wait` for the instance's first sync (one for all the
+        requests that wait: a book's first phones arrive together). The sync goes on when
+        the wait ends; those requests get 503 and the next ones find the data."""
+        if state.first_sync is None or state.first_sync.done():
+            state.first_sync = self._spawn(_first_sync(state))
+        event("first_sync_wait", logging.DEBUG, source=state.name, user=state.user_key or None)
+        await asyncio.wait([state.first_sync], timeout=self.config.server.first_sync_wait)
 
     def shared_states(self) -> list[SourceState]:
         anyone = UserRef("")
@@ -240,6 +247,20 @@ class Sources:
             await state.connector.close()
         if self._closing:
             await asyncio.gather(*list(self._closing))
+
+
+async def _first_sync(state: SourceState) -> None:
+    """The instance's first sync, unless one under way (the scheduler's first) brings the
+    data. Keeps the instance in memory until done."""
+    state.in_use += 1
+    try:
+        if state.lock.locked():
+            async with state.lock:
+                pass
+        if not state.has_data:
+            await state.refresh()
+    finally:
+        state.in_use -= 1
 
 
 async def _refresh_in_background(state: SourceState) -> None:
