@@ -341,7 +341,7 @@ class StoreConfig(_Strict):
     #: How long a request waits for a database connection before answering 503.
     connect_timeout: PositiveDuration = 5.0
     #: Connections each replica keeps open at most.
-    pool_size: int = Field(default=10, ge=2, le=1000)
+    pool_size: int = Field(default=10, ge=4, le=1000)
 
     @field_validator("url")
     @classmethod

@@ -85,8 +85,8 @@ class Engine:
         #: With PostgreSQL: this replica among the others (who leads, what they saved).
         self.replicas: Replicas | None = None
         #: PUTs holding locks in PostgreSQL at once: each holds a pooled connection while
-        #: it needs another to commit, so at most half the pool.
-        self._replica_locks = asyncio.Semaphore(max(1, config.store.pool_size // 2))
+        #: it needs another to commit, so a quarter of the pool (half its connections).
+        self._replica_locks = asyncio.Semaphore(max(1, config.store.pool_size // 4))
 
     async def start(self) -> None:
         """Open the state database, take up pending changes and start syncing (render and
@@ -100,6 +100,8 @@ class Engine:
 
             assert isinstance(store, PostgresStore)
             self.replicas = Replicas(store, self.sources, self.outbox)
+            self.versions.shared = True
+            self.outbox.bounded_claims(self.config.store.pool_size)
             self.sources.leads = self._leads
             await self.replicas.start(self.config.store.connect_timeout)
         await self.sources.start(self.config.server.startup_sync_wait)
@@ -182,10 +184,13 @@ class Engine:
         the sources hold now (what a change is merged with)."""
         return await self.composer.document(key, self.config.documents[key], user, current)
 
-    async def served(self, key: str, user: UserRef, device: str, rendered: Rendered) -> None:
-        """`device` now holds `rendered` (a 200 or a 304); recorded durably the first time."""
+    async def served(
+        self, key: str, user: UserRef, device: str, rendered: Rendered, fetched: bool = True
+    ) -> None:
+        """`device` now holds `rendered` (`fetched`: a 200, else a 304); recorded durably the
+        first time (with replicas: at every 200, which another replica may not know of)."""
         await self.versions.record_durably(
-            self.store, key, user.xui, device, rendered.etag, rendered.entries
+            self.store, key, user.xui, device, rendered.etag, rendered.entries, fetched=fetched
         )
 
     async def put(
@@ -263,7 +268,9 @@ class Engine:
             state = self.sources.loaded_state(
                 name, user.xui if self.sources.is_per_user(name) else ""
             )
-            if state is not None:
+            # One being written to (an outbox change at the upstream) is left: waiting would
+            # hold this PUT for the upstream's answer, and that write saves what it changed.
+            if state is not None and not state.lock.locked():
                 await state.follow()
 
     async def _put(

@@ -50,6 +50,10 @@ FAILED_KEEP = 30 * 86400.0
 FAILED_IN_MEMORY = 200
 #: How long a reload or stop lets a change being applied finish before cancelling it.
 PAUSE_TIMEOUT = 10.0
+#: Changes applied at once, over all source instances: not bounded by a SQLite store;
+#: `Outbox.bounded_claims` makes it a quarter of a PostgreSQL pool (each claim holds a
+#: connection while its upstream answers).
+CLAIMS_AT_ONCE = 1_000_000
 #: When another process holds a change (or one before it), ask again after this long.
 CLAIM_RETRY = 0.5
 
@@ -80,6 +84,8 @@ class Outbox:
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake: dict[tuple[str, str], asyncio.Event] = {}
         self._paused = False
+        #: Changes applied at once (each claim holds a database connection meanwhile).
+        self._claim_slots = asyncio.Semaphore(CLAIMS_AT_ONCE)
         #: Items being applied here now (by id()): a catch-up leaves them to their worker.
         self._applying: set[int] = set()
         #: Set when a claim found an earlier change this process does not know: the next
@@ -157,6 +163,10 @@ class Outbox:
             self._kick(instance)
 
     # --- running ------------------------------------------------------------------------
+
+    def bounded_claims(self, connections: int) -> None:
+        """At most a quarter of `connections` (a database pool) held by claims at once."""
+        self._claim_slots = asyncio.Semaphore(max(1, min(CLAIMS_AT_ONCE, connections // 4)))
 
     async def start(self, store: Store) -> None:
         """Take up what an earlier run left pending (after a crash too)."""
@@ -257,23 +267,30 @@ class Outbox:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
                 continue
-            claim = await self._claim(instance, item)
-            if claim is None:
-                continue
-            try:
-                outcome = await self._apply(item)
-                await self._settle(instance, item, outcome, claim)
-            except Exception as exc:  # the state database failed: keep the change, retry
-                event(
-                    "outbox_record_failed",
-                    logging.ERROR,
-                    **item.context(),
-                    error=type(exc).__name__,
-                    detail=str(exc),
-                )
-                item.next_attempt = time.time() + RETRY_FIRST
-            finally:
-                await _released(claim)
+            async with self._claim_slots:
+                await self._apply_claimed(instance, item)
+
+    async def _apply_claimed(self, instance: tuple[str, str], item: Item) -> None:
+        """Claim the item, apply it, record the outcome, let it go. Claims are bounded
+        (`claim_slots`): each holds a database connection while its upstream answers, and
+        PUTs need the pool too."""
+        claim = await self._claim(instance, item)
+        if claim is None:
+            return
+        try:
+            outcome = await self._apply(item)
+            await self._settle(instance, item, outcome, claim)
+        except Exception as exc:  # the state database failed: keep the change, retry
+            event(
+                "outbox_record_failed",
+                logging.ERROR,
+                **item.context(),
+                error=type(exc).__name__,
+                detail=str(exc),
+            )
+            item.next_attempt = time.time() + RETRY_FIRST
+        finally:
+            await _released(claim)
 
     async def _claim(self, instance: tuple[str, str], item: Item) -> Claim | None:
         """The item, claimed for this process to apply (replicas sharing the database
@@ -380,7 +397,7 @@ class Outbox:
             _failed_write(
                 item, exc, "write_error", logging.ERROR, attempts=item.attempts + 1, exc_info=True
             )
-            item.error = f"{type(exc).__name__}: {exc}"
+            item.error = _printable(f"{type(exc).__name__}: {exc}")
             return "failed" if item.attempts + 1 >= UNEXPECTED_ATTEMPTS else "retry"
         finally:
             self._applying.discard(id(item))
@@ -475,6 +492,13 @@ class _Unclaimed(Claim):
         pass
 
 
+def _printable(text: str) -> str:
+    """An upstream's words, as both databases can keep them (PostgreSQL text holds no NUL;
+    an error text that could not be recorded would hold its change, and every later one of
+    its source, in the outbox for good)."""
+    return text.replace("\x00", "\ufffd")
+
+
 async def _released(claim: Claim) -> None:
     try:
         await asyncio.to_thread(claim.release)
@@ -485,7 +509,7 @@ async def _released(claim: Claim) -> None:
 
 def _failed_write(item: Item, exc: Exception, name: str, level: int, **fields: object) -> None:
     """Note on the item and in the log why applying it failed."""
-    item.error = str(exc)
+    item.error = _printable(str(exc))
     event(
         name,
         level,

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 LEADER_LOCK = 0x7863_6170_0000_0002
 #: How often a replica tries to lead, checks its connection, and compares revisions.
 POLL_SECONDS = 1.0
+#: A control connection that does not answer within this long is taken as lost.
+SILENT_SECONDS = 5.0
 #: Reconnection backoff: from the first to the last delay, doubling.
 RETRY_FIRST = 0.5
 RETRY_MAX = 5.0
@@ -84,7 +86,7 @@ class Replicas:
                 connection = await psycopg.AsyncConnection.connect(
                     self.store.url, autocommit=True, **self.store.connect_options
                 )
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._first_try.set()
                 self._lost(exc)
                 await asyncio.sleep(delay)
@@ -114,10 +116,15 @@ class Replicas:
             await self._poll()
 
     async def _try_to_lead(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        # A connection that does not answer within SILENT_SECONDS is as good as lost: the
+        # lead is given up (PostgreSQL frees the lock when it notices, see keepalives) and
+        # the connection made again, rather than waiting for TCP to give up.
         if self.leader:
-            await connection.execute("SELECT 1")  # still connected: still holding the lock
+            await asyncio.wait_for(connection.execute("SELECT 1"), SILENT_SECONDS)
             return
-        cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
+        cursor = await asyncio.wait_for(
+            connection.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)), SILENT_SECONDS
+        )
         row = await cursor.fetchone()
         if row is not None and row[0]:
             self.leader = True

@@ -133,10 +133,16 @@ class SourceState:
         """Take the stored snapshot, if any, as the last good data (once)."""
         if self.loaded or self.store is None:
             return
+        # Shared with replicas, a snapshot saved for another configuration of the source is
+        # another replica's (a rolling change of the configuration): left alone, and this
+        # one's first save replaces it whole rather than mixing the two.
+        shared = self.store.dialect == "postgresql"
         snapshot = await asyncio.to_thread(
-            self.store.load, self.name, self.user_key, self.fingerprint
+            self.store.load, self.name, self.user_key, self.fingerprint, shared
         )
         self.loaded = True
+        if snapshot is None and shared:
+            self._unsaved = True
         if snapshot is not None and snapshot.dropped_phone_ids is not None:
             self._dropped_phone_ids = snapshot.dropped_phone_ids
             return
@@ -401,6 +407,7 @@ class SourceState:
             self.contacts, self.token = snapshot.contacts, snapshot.token
             self.synced_at = self._stored_synced_at = snapshot.synced_at
             self.stored_revision, self.behind, self.loaded = snapshot.revision, False, True
+            self._unsaved = False  # memory is what the database has
             self._ids = None
             self.version += 1
             event(

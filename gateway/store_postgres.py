@@ -121,6 +121,9 @@ MIGRATIONS: list[str] = [
 ]
 
 log = logging.getLogger(__name__)
+# The pool's own warnings (one per failed reconnection) would repeat what the gateway says
+# once, in its own words (store_unavailable, replica_disconnected).
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 @lru_cache(maxsize=512)
@@ -172,6 +175,13 @@ class _PgDb:
         if rows:
             cursor.executemany(_dialect(sql), rows)
         return _Cursor(cursor)
+
+
+def reason_of(exc: BaseException) -> str:
+    """libpq's words on one line ("… failed: Connection refused Is the server running …"),
+    without the URL it may quote (which may hold a password)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
 
 
 def describe(url: str) -> str:
@@ -234,6 +244,16 @@ class PostgresStore(Store):
             "application_name": "xcap-gateway",
             # libpq's own limit for one connection attempt, in whole seconds.
             "connect_timeout": max(1, round(connect_timeout)),
+            # A peer that vanished without closing (a host down, a network cut) is noticed
+            # in about 10 s, not the kernel's two hours: the leader's lock goes with it.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            # And PostgreSQL notices a silent client as soon: it ends that session and
+            # frees its locks (the leader's, a claim's) for the others.
+            "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2"
+            " -c tcp_keepalives_count=3",
         }
         if password is not None:
             options["password"] = password
@@ -263,8 +283,7 @@ class PostgresStore(Store):
         try:  # one direct attempt, for libpq's reason (refused, no such host, bad password)
             psycopg.connect(self.url, **self.connect_options).close()
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            return f"cannot connect to {self.where}: {reason}"
+            return f"cannot connect to {self.where}: {reason_of(exc)}"
         return f"no connection to {self.where} within {self._timeout:g} s"
 
     def _migrate(self) -> None:

@@ -84,6 +84,8 @@ class Versions:
         self._in_flight: Counter[Key] = Counter()
         #: Where histories not in memory are read from (`load`); None: memory is all.
         self._store: Store | None = None
+        #: Other processes (replicas) share the database and serve the same devices.
+        self.shared = False
         #: Most histories in memory (given by `evict`); a new one beyond drops the oldest.
         self.max_histories: int | None = None
         #: Histories being read in a worker thread -> [readers, drops meanwhile].
@@ -104,10 +106,13 @@ class Versions:
         etag: str,
         entries: Entries,
         sent: bool = False,
+        fetched: bool = False,
     ) -> bool:
         """`device` of `user` now holds version `etag` of `document` (`sent`: the body of
-        its PUT). True when that is news (the device held another version), i.e.
-        something to write durably."""
+        its PUT; `fetched`: answered with the body, not a 304). True when that is news
+        (the device held another version), i.e. something to write durably. With replicas
+        (`shared`) every fetch is: another replica may have served the device a newer
+        version since, which this one's memory does not know."""
         history = self._history(document, user)
         now = time.time()
         mine = [s for s in history if s.device == device]
@@ -121,6 +126,7 @@ class Versions:
                     history.remove(served)
                     history.append(served)
                     news = True
+                news = news or (fetched and self.shared)
                 if news:  # a poll of the version it holds is never news: no write
                     self._dirty.add((document, user))
                 return news
@@ -140,12 +146,13 @@ class Versions:
         etag: str,
         entries: Entries,
         sent: bool = False,
+        fetched: bool = False,
     ) -> None:
         """`record`, and when it is news, written before returning. A failing database is
         logged, not raised: the phone is served all the same, and a PUT without a known
         base deletes nothing."""
         await self._ensure(document, user)
-        if self.record(document, user, device, etag, entries, sent) and store is not None:
+        if self.record(document, user, device, etag, entries, sent, fetched) and store is not None:
             if not store.available:
                 return  # down: housekeeping writes it later; phones are served meanwhile
             await self._write_soon(store)
@@ -285,18 +292,39 @@ class Versions:
                 del self._reading[key]
 
     async def reread(self, document: str, user: str) -> None:
-        """Read the history of (document, user) from the database again: other processes
-        sharing it may have served this user since (a phone whose requests alternate
-        between replicas), and a PUT must merge against the version the phone holds."""
+        """Merge into memory what the database has of the history of (document, user):
+        other processes sharing it may have served this user since (a phone whose requests
+        alternate between replicas), and a PUT must merge against the version the phone
+        holds. Each record keeps its latest time and whether the device sent it, from
+        either side; what only memory knows (a poll not written yet) counts too."""
         key = (document, user)
         if self._store is None:
             return
-        if key in self._dirty or self._in_flight[key]:
-            await self.flush_soon(self._store)  # what is only here goes there first
-        if key in self._served and key not in self._dirty and not self._in_flight[key]:
-            self._touched.discard(key)  # poll times only age versions: not worth a write
-            self._drop(key)
-        await self._ensure(document, user)
+        if key not in self._served:
+            await self._ensure(document, user)
+            return
+        rows, contents = await asyncio.to_thread(self._read_or_log, self._store, key)
+        history = self._served.get(key)
+        if history is None:  # dropped from memory while it was read
+            await self._ensure(document, user)
+            return
+        mine = {(s.device, s.etag): s for s in history}
+        for row in rows:
+            record = mine.get((row.device, row.etag))
+            if record is not None:
+                record.at, record.sent = max(record.at, row.at), record.sent or row.sent
+                continue
+            version = (document, row.etag)
+            if version not in self._contents:
+                if row.etag not in contents:
+                    continue  # its entries are gone: no use as a base
+                self._contents[version] = contents[row.etag]
+                self._saved.add(version)
+            self._refs[version] += 1
+            history.append(row)
+            mine[(row.device, row.etag)] = row
+        history.sort(key=lambda served: served.at)
+        self._trim(document, history)
 
     def _read_or_log(self, store: Store, key: Key) -> Found:
         """A failing database reads as no history: merges then delete nothing."""

@@ -71,7 +71,11 @@ def write_batch(store: Store, batch: Batch) -> None:
             db.executemany(
                 'INSERT INTO served (document, "user", device, etag, served_at, sent)'
                 ' VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (document, "user", device, etag)'
-                " DO UPDATE SET served_at = excluded.served_at, sent = excluded.sent",
+                # Another process's record of the same version: the later time, and sent
+                # if either saw the device send it.
+                " DO UPDATE SET served_at = CASE WHEN excluded.served_at > served.served_at"
+                " THEN excluded.served_at ELSE served.served_at END,"
+                " sent = (served.sent OR excluded.sent)",
                 [(document, user, *row) for row in rows],
             )
             for device in sorted({row[0] for row in rows}):

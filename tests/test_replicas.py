@@ -1,12 +1,15 @@
 """Several gateway processes on one real PostgreSQL: every replica serves, one leads the
 syncs and another takes over when it is killed, a phone's requests may alternate between
 replicas, each change is applied once whichever replica took it (and whichever died), a
-database restart under load loses nothing, and preconditions hold across replicas."""
+database restart under load loses nothing, and preconditions hold across replicas. At the
+end, what a red-team run broke, each kept as a regression test."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,7 +18,9 @@ from functools import partial
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
+from aiohttp import web
 
 from gateway.entry import Entry
 from gateway.xcap import counterpath
@@ -70,6 +75,8 @@ class Fleet:
     database: str
     body: str
     replicas: list[Replica] = field(default_factory=list)
+    #: More keys of each replica's [store] table.
+    store: str = ""
 
     def add(self) -> Replica:
         index = len(self.replicas)
@@ -83,6 +90,7 @@ put_wait = 0
 [store]
 url = "{self.database}"
 connect_timeout = "2s"
+{self.store}
 {self.body}
 """)
         replica = Replica(index, port, config, self.folder / f"gateway-{index}.log")
@@ -193,9 +201,11 @@ def contacts(contacts_dir: Path) -> Path:
 def fleet(tmp_path: Path, pg_url: str, contacts: Path) -> Iterator[Callable[..., Fleet]]:
     made: list[Fleet] = []
 
-    def make(body: str | None = None, document_extra: str = "") -> Fleet:
+    def make(body: str | None = None, document_extra: str = "", store: str = "") -> Fleet:
         text = body or VCARD_DIR.format(folder=contacts, document_extra=document_extra)
-        made.append(Fleet(tmp_path, pg_url, text))
+        folder = tmp_path / f"fleet-{len(made)}"
+        folder.mkdir()
+        made.append(Fleet(folder, pg_url, text, store=store))
         return made[-1]
 
     yield make
@@ -371,6 +381,42 @@ async def test_a_phones_requests_alternating_between_replicas_merge_against_what
         fleet=replicas_of,
     )
     assert (contacts / "anna.mueller.vcf").exists()
+
+
+async def test_a_phone_that_fetched_an_older_version_elsewhere_deletes_nothing_it_never_saw(
+    fleet: Callable[..., Fleet], session: aiohttp.ClientSession, contacts: Path
+) -> None:
+    """Found by a red-team run: a phone's PUT through the first replica, then a GET from the
+    second one that had not caught up yet (the older version, one the phone had once sent
+    itself), then a PUT there: its base was the first replica's newer version, and the
+    entry the phone had just created read as deleted."""
+    replicas_of = fleet()
+    first, second = await started(replicas_of, session, 2)
+    acknowledged = []
+    for round in range(30):
+        phone = {"User-Agent": f"phone-{round}"}
+        _, entries = await fetch(session, second, phone)
+        mine = Entry("", f"W {round}", {"home_number": ("+1 555 0100",)})
+        assert (await put(session, second, [*entries, mine], phone))[0] == 200
+        _, entries = await fetch(session, first, phone)
+        created = Entry("", f"X {round}", {"home_number": ("+1 555 0101",)})
+        assert (await put(session, first, [*entries, created], phone))[0] == 200
+        acknowledged.append(created.display_name)
+        _, entries = await fetch(session, second, phone)  # may not show X yet
+        more = Entry("", f"Y {round}", {"home_number": ("+1 555 0102",)})
+        assert (await put(session, second, [*entries, more], phone))[0] == 200
+
+    def folder() -> set[str]:
+        return {
+            line[3:].strip()
+            for card in contacts.glob("*.vcf")
+            for line in card.read_text().splitlines()
+            if line.startswith("FN:")
+        }
+
+    await until(lambda: f"Y {round}" in folder(), "the last change lands", fleet=replicas_of)
+    lost = [name for name in acknowledged if name not in folder()]
+    assert not lost, f"acknowledged and then deleted: {lost}\n{replicas_of.logs()}"
 
 
 async def test_two_puts_with_the_same_if_match_on_two_replicas_one_wins(
@@ -554,3 +600,142 @@ async def test_restarting_postgresql_under_load_loses_nothing_and_doubles_nothin
 async def _put_ok(session: aiohttp.ClientSession, replica: Replica, entries: list[Entry]) -> bool:
     code, _ = await put(session, replica, entries)
     return code == 200
+
+
+# --- found by a red-team run ------------------------------------------------------------
+
+
+def names(entries: list[Entry]) -> set[str]:
+    return {entry.display_name for entry in entries}
+
+
+async def test_a_replica_with_another_configuration_of_a_source_wipes_nothing(
+    fleet: Callable[..., Fleet],
+    session: aiohttp.ClientSession,
+    contacts: Path,
+    tmp_path: Path,
+    pg_url: str,
+) -> None:
+    replicas_of = fleet()
+    first, second = await started(replicas_of, session, 2)
+    # A third replica, mid-way through a rolling change: the same source, another folder.
+    other = tmp_path / "other-contacts"
+    shutil.copytree(contacts, other)
+    changed = fleet(VCARD_DIR.format(folder=other, document_extra=""))
+    third = changed.start(changed.add())
+    await until(lambda: "event=listening" in third.log_text(), "the third replica serves")
+    with psycopg.connect(pg_url) as db:
+        (stored,) = db.execute("SELECT count(*) FROM contacts").fetchone() or (0,)
+    assert stored == 28, "the shared snapshot was dropped"
+    (contacts / "new.vcf").write_text(vcard("new", "Newly Added", "TEL:+1 555 0100"))
+
+    async def everywhere() -> bool:
+        for replica in (first, second):
+            if "Newly Added" not in names((await fetch(session, replica))[1]):
+                return False
+        return True
+
+    await until(everywhere, "the others still sync and follow", fleet=replicas_of)
+
+
+async def test_a_long_user_agent_keeps_no_phone_from_its_base(
+    fleet: Callable[..., Fleet], session: aiohttp.ClientSession, contacts: Path
+) -> None:
+    replicas_of = fleet()
+    first, second = await started(replicas_of, session, 2)
+    junk = {"User-Agent": secrets.token_hex(2500)}  # 5,000 characters that do not compress
+    async with session.get(first.url("/users/sip:alice@example.com/tbook.xml"), headers=junk) as r:
+        assert r.status == 200
+    _, entries = await fetch(session, first)
+    without = [entry for entry in entries if entry.display_name != "Emma Thompson"]
+    assert (await put(session, second, without))[0] == 200
+    await until(
+        lambda: not (contacts / "emma.thompson.vcf").exists(),
+        "the delete is merged against the version served by the other replica",
+        fleet=replicas_of,
+    )
+    assert "versions_write_failed" not in first.log_text()
+
+
+async def test_an_upstream_error_text_with_a_nul_holds_back_no_later_change(
+    fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
+) -> None:
+    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
+    proxy = WeakeningProxy(radicale.origin)
+    origin = await proxy.start()
+
+    async def refuse() -> None:
+        raise web.HTTPUnprocessableEntity(text="invalid card\x00here")
+
+    try:
+        replicas_of = fleet(book(origin, interval="1h", extra='write_to = "book"'))
+        (replica,) = await started(replicas_of, session, 1)
+        proxy.before["PUT"] = refuse  # the first write is refused, in those words
+        _, entries = await fetch(session, replica)
+        nina = Entry("", "Nina", {"home_number": ("+1 555 0300",)})
+        assert (await put(session, replica, [*entries, nina]))[0] == 200
+        await until(lambda: "event=write_failed" in replica.log_text(), "the refusal is recorded")
+        _, entries = await fetch(session, replica)
+        oscar = Entry("", "Oscar", {"home_number": ("+1 555 0400",)})
+        assert (await put(session, replica, [*entries, oscar]))[0] == 200
+
+        def upstream() -> bytes:
+            return radicale.request("PROPFIND", "/alice/contacts/", b"", "alice", {"Depth": "1"})[1]
+
+        async def oscar_there() -> bool:
+            listing = await asyncio.to_thread(upstream)
+            cards = [
+                part.decode().rsplit("/", 1)[-1]
+                for part in listing.split(b"<")
+                if part.endswith(b".vcf")
+            ]
+            for card in cards:
+                text = radicale.request("GET", f"/alice/contacts/{card}", user="alice")[1]
+                if b"FN:Oscar" in text:
+                    return True
+            return False
+
+        await until(oscar_there, "the next change is applied", fleet=replicas_of)
+        assert "outbox_record_failed" not in replica.log_text()
+    finally:
+        await proxy.close()
+
+
+async def test_a_put_does_not_wait_for_another_changes_upstream_write(
+    fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
+) -> None:
+    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
+    proxy = WeakeningProxy(radicale.origin)
+    origin = await proxy.start()
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        reached.set()
+        await release.wait()
+
+    try:
+        # The held write would time out after 30 s and free the source: not before the
+        # test's own bound (60 s) ends, with 300.
+        replicas_of = fleet(
+            book(origin, interval="1h", extra='write_to = "book"').replace(
+                'retry_interval = "0.2s"', 'retry_interval = "0.2s"\ntimeout = "300s"'
+            ),
+            store="pool_size = 4",
+        )
+        (replica,) = await started(replicas_of, session, 1)
+        proxy.before["PUT"] = hold
+        _, entries = await fetch(session, replica)
+        nina = Entry("", "Nina", {"home_number": ("+1 555 0300",)})
+        assert (await put(session, replica, [*entries, nina]))[0] == 200
+        await until(reached.is_set, "the first change is at the server")
+        _, entries = await fetch(session, replica)
+        oscar = Entry("", "Oscar", {"home_number": ("+1 555 0400",)})
+        # Answered while the first write is still held (it never ends otherwise: the
+        # bound only turns a hang into a failure).
+        code, text = await asyncio.wait_for(put(session, replica, [*entries, oscar]), 60)
+        assert code == 200, text
+        assert not release.is_set()
+        release.set()
+    finally:
+        release.set()
+        await proxy.close()

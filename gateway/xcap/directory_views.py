@@ -5,6 +5,7 @@ through the same merge."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -45,9 +46,18 @@ PUT_TYPES = {
 }
 
 
+#: A User-Agent longer than this is kept as its start and a digest of the whole: the device
+#: name is part of a database key (PostgreSQL's indexes take ~2,700 bytes at most).
+DEVICE_AGENT_MAX = 200
+
+
 def device_of(request: web.Request) -> str:
     """Which device asks: a user often has a desk phone and a softphone."""
-    return f"{request.headers.get('User-Agent', '')}|{request.remote or ''}"
+    agent = request.headers.get("User-Agent", "")
+    if len(agent) > DEVICE_AGENT_MAX:
+        digest = hashlib.sha256(agent.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        agent = f"{agent[:DEVICE_AGENT_MAX]}…{digest}"
+    return f"{agent}|{request.remote or ''}"
 
 
 async def document(request: web.Request, key: str, user: UserRef) -> web.StreamResponse:
@@ -58,7 +68,8 @@ async def document(request: web.Request, key: str, user: UserRef) -> web.StreamR
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT"])
     rendered = await engine.document(key, user)
     if request.method == "GET":  # a HEAD delivers no document: the device holds none
-        await engine.served(key, user, device_of(request), rendered)
+        fetched = if_none_match_holds(request.headers.get("If-None-Match"), rendered.etag)
+        await engine.served(key, user, device_of(request), rendered, fetched)
     return serve(request, rendered)
 
 

@@ -25,6 +25,11 @@ from gateway.model import UserRef
 _XMLNS = re.compile(r"xmlns\(\s*([A-Za-z_][\w.-]*)\s*=([^)]*)\)")
 
 
+#: The longest document path below the xui (characters).
+MAX_DOCUMENT_NAME = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 @dataclass(frozen=True)
 class XcapPath:
     auid: str
@@ -69,13 +74,18 @@ def parse_xcap_path(raw_path: str, xcap_root: str) -> XcapPath | None:
         document = segments[2:]
     if not all(document) or any(part in (".", "..") for part in document):
         return None
+    # A document name is a key in the state database: no control characters (PostgreSQL
+    # text holds no NUL at all), and no longer than a database index takes.
+    name = "/".join(document)
+    if len(name) > MAX_DOCUMENT_NAME or _CONTROL.search(name):
+        return None
     # Decoded once: a namespace name may hold "%" ("urn:x%20y" is sent as urn:x%2520y).
     namespaces = {m[1]: m[2].strip() for m in _XMLNS.finditer(unquote(query))}
     return XcapPath(
         auid,
         scope,
         user,
-        "/".join(document),
+        name,
         unquote(selector, errors="strict") if separator else None,
         namespaces,
     )
