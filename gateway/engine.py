@@ -101,7 +101,7 @@ class Engine:
             assert isinstance(store, PostgresStore)
             self.replicas = Replicas(store, self.sources, self.outbox)
             self.versions.shared = True
-            self.outbox.bounded_claims(self.config.store.pool_size)
+            self.outbox.bounded_claims(store.claim_connections)
             self.sources.leads = self._leads
             await self.replicas.start(self.config.store.connect_timeout)
         await self.sources.start(self.config.server.startup_sync_wait)
@@ -268,9 +268,7 @@ class Engine:
             state = self.sources.loaded_state(
                 name, user.xui if self.sources.is_per_user(name) else ""
             )
-            # One being written to (an outbox change at the upstream) is left: waiting would
-            # hold this PUT for the upstream's answer, and that write saves what it changed.
-            if state is not None and not state.lock.locked():
+            if state is not None:
                 await state.follow()
 
     async def _put(

@@ -154,10 +154,16 @@ class UserRef:
         """Whether the user part, and the domain when there is an `@`, are each one plain
         name (see `is_one_name`); a bare `alice` has no domain and passes."""
         parts = [self.user, self.domain] if "@" in self.xui else [self.user]
-        return all(is_one_name(part) for part in parts)
+        # A database key too (PostgreSQL's indexes take ~2,700 bytes): no real SIP URI
+        # comes near the bound.
+        return len(self.xui) <= MAX_XUI and all(is_one_name(part) for part in parts)
 
     def template_values(self) -> dict[str, str]:
         return {"user": self.user, "domain": self.domain, "xui": self.xui}
+
+
+#: The longest xui served (characters).
+MAX_XUI = 256
 
 
 def is_one_name(text: str) -> bool:

@@ -51,8 +51,8 @@ FAILED_IN_MEMORY = 200
 #: How long a reload or stop lets a change being applied finish before cancelling it.
 PAUSE_TIMEOUT = 10.0
 #: Changes applied at once, over all source instances: not bounded by a SQLite store;
-#: `Outbox.bounded_claims` makes it a quarter of a PostgreSQL pool (each claim holds a
-#: connection while its upstream answers).
+#: `Outbox.bounded_claims` makes it the size of PostgreSQL's pool for claims (each claim
+#: holds a connection while its upstream answers).
 CLAIMS_AT_ONCE = 1_000_000
 #: When another process holds a change (or one before it), ask again after this long.
 CLAIM_RETRY = 0.5
@@ -165,8 +165,8 @@ class Outbox:
     # --- running ------------------------------------------------------------------------
 
     def bounded_claims(self, connections: int) -> None:
-        """At most a quarter of `connections` (a database pool) held by claims at once."""
-        self._claim_slots = asyncio.Semaphore(max(1, min(CLAIMS_AT_ONCE, connections // 4)))
+        """At most `connections` (the database's pool for claims) changes applied at once."""
+        self._claim_slots = asyncio.Semaphore(max(1, min(CLAIMS_AT_ONCE, connections)))
 
     async def start(self, store: Store) -> None:
         """Take up what an earlier run left pending (after a crash too)."""

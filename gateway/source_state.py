@@ -77,6 +77,8 @@ class SourceState:
         self._dropped_phone_ids: dict[str, str] = {}
         #: Held by a sync and by writes, so a sync never drops a contact just written.
         self.lock = asyncio.Lock()
+        #: One follow of another replica's saves at a time.
+        self._following = asyncio.Lock()
         #: The first sync requests wait for (Sources.ready), while it runs.
         self.first_sync: asyncio.Task[None] | None = None
         self.serial = next(_SERIALS)
@@ -368,7 +370,10 @@ class SourceState:
         contacts here changed."""
         if self.store is None:
             return False
-        async with self.lock:
+        # Not under `lock`: a write holds it while its upstream answers (up to its timeout),
+        # and a replica must not serve, or merge PUTs against, an old snapshot meanwhile.
+        # What a write or a sync does next goes into whichever dict is `contacts` then.
+        async with self._following:
             if revision is None:  # what is stored now? (one row: a whole load may not be due)
                 found = await asyncio.to_thread(
                     self.store.contacts_at, self.name, self.user_key, ()

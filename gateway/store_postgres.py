@@ -177,6 +177,13 @@ class _PgDb:
         return _Cursor(cursor)
 
 
+def connection_lost(exc: psycopg.Error) -> bool:
+    """Whether `exc` means the connection is gone (no answer from the server, or one that
+    ends the session: SQLSTATE class 08, or 57P — the server shutting down)."""
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
+
+
 def reason_of(exc: BaseException) -> str:
     """libpq's words on one line ("… failed: Connection refused Is the server running …"),
     without the URL it may quote (which may hold a password)."""
@@ -268,15 +275,30 @@ class PostgresStore(Store):
             reconnect_timeout=_RECONNECT_SECONDS,
             name="xcap-store",
         )
+        # Claims hold a connection while their change is written upstream (seconds, up to
+        # the source's timeout): on a pool of their own, slow upstreams never leave PUTs,
+        # polls' records and snapshot saves waiting for a connection.
+        self.claim_connections = max(2, pool_size // 2)
+        self._claims: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            kwargs=options,
+            min_size=0,
+            max_size=self.claim_connections,
+            open=False,
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=_RECONNECT_SECONDS,
+            name="xcap-claims",
+        )
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
         except PoolTimeout as exc:
             self._pool.close()
             raise StoreUnavailable(self._unreachable()) from exc
+        self._claims.open()
         try:
             self._migrate()
         except BaseException:
-            self._pool.close()
+            self.close()
             raise
 
     def _unreachable(self) -> str:
@@ -325,6 +347,8 @@ class PostgresStore(Store):
             self._down = True
             raise StoreUnavailable(f"no connection to {self.where} within {wait:g} s") from exc
         except psycopg.OperationalError as exc:
+            if not connection_lost(exc):
+                raise  # the database answered: a statement's own error, not an outage
             # The connection broke under the transaction (PostgreSQL restarted, the
             # network cut): nothing of it was committed, or (a commit whose answer was
             # lost) it was; either way the caller's retry finds what is there.
@@ -346,7 +370,7 @@ class PostgresStore(Store):
         db.execute("SELECT pg_notify(?, ?)", (SNAPSHOT_CHANNEL, payload))
 
     def claim(self, item_id: int, source: str, source_user: str) -> tuple[ClaimState, Claim | None]:
-        connection = self._connection()
+        connection = self._connection(self._claims)
         try:
             # (psycopg opens the transaction with the first statement.)
             row = connection.execute(
@@ -402,9 +426,11 @@ class PostgresStore(Store):
             raise
         return partial(self._give_back, connection, False)
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def _connection(
+        self, pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+    ) -> psycopg.Connection[Any]:
         try:
-            connection = self._pool.getconn(timeout=self._wait())
+            connection = (pool or self._pool).getconn(timeout=self._wait())
         except PoolTimeout as exc:
             self._down = True
             raise StoreUnavailable(
@@ -422,7 +448,8 @@ class PostgresStore(Store):
         except psycopg.Error:
             pass  # a broken connection: the pool checks and replaces it
         finally:
-            self._pool.putconn(connection)
+            pool = getattr(connection, "_pool", None)  # the pool it came from
+            (pool if isinstance(pool, ConnectionPool) else self._pool).putconn(connection)
 
     def _wait(self) -> float:
         return _DOWN_WAIT if self._down else self._timeout
@@ -432,4 +459,5 @@ class PostgresStore(Store):
         return not self._down
 
     def close(self) -> None:
+        self._claims.close()
         self._pool.close()

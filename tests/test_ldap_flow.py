@@ -167,7 +167,13 @@ async def test_a_slow_first_pull_does_not_hold_up_serving(
     server = make_slapd(people=5000)
     config = ldap_config(tmp_path, server)
     config = config.model_copy(
-        update={"server": config.server.model_copy(update={"startup_sync_wait": 0.001})}
+        update={
+            "server": config.server.model_copy(
+                # Neither the start nor a request waits for the pull (first_sync_wait: see
+                # test_first_contact for the wait).
+                update={"startup_sync_wait": 0.001, "first_sync_wait": 0.001}
+            )
+        }
     )
     client = await aiohttp_client(create_app(config))
     first = await client.get(URL)  # the 5,000-entry pull takes far longer than this

@@ -739,3 +739,123 @@ async def test_a_put_does_not_wait_for_another_changes_upstream_write(
     finally:
         release.set()
         await proxy.close()
+
+
+async def test_a_follower_follows_and_merges_correctly_while_one_of_its_writes_is_held(
+    fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
+) -> None:
+    """A follower whose source had a write at the upstream kept its old snapshot until the
+    write ended: a PUT there merged against it, so a delete was dropped and an edit made a
+    second card."""
+    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
+    proxy = WeakeningProxy(radicale.origin)
+    origin = await proxy.start()
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        reached.set()
+        await release.wait()
+
+    try:
+        replicas_of = fleet(
+            book(origin, interval="1s", extra='write_to = "book"').replace(
+                'retry_interval = "0.2s"', 'retry_interval = "0.2s"\ntimeout = "300s"'
+            )
+        )
+        (leader,) = await started(replicas_of, session, 1)
+        await until(lambda: leader.leads, "the first replica leads", fleet=replicas_of)
+        (follower,) = [replicas_of.start(replicas_of.add())]
+        await until(partial(_ok, session, follower), "the follower serves", fleet=replicas_of)
+        proxy.before["PUT"] = hold
+        _, entries = await fetch(session, follower)
+        nina = Entry("", "Nina", {"home_number": ("+1 555 0300",)})
+        assert (await put(session, follower, [*entries, nina]))[0] == 200
+        await until(reached.is_set, "the follower's write is at the server", fleet=replicas_of)
+        for uid, name, number in (("zed", "Zed", "0500"), ("yara", "Yara", "0600")):
+            radicale.put_card(
+                f"/alice/contacts/{uid}.vcf", vcard(uid, name, f"TEL:+1 555 {number}"), "alice"
+            )
+
+        async def shown_by_follower() -> bool:  # the leader synced them; it follows
+            return {"Zed", "Yara"} <= names((await fetch(session, follower))[1])
+
+        await until(shown_by_follower, "the follower follows meanwhile", fleet=replicas_of)
+        phone = {"User-Agent": "Bria 6 release 6.5.3"}
+        _, entries = await fetch(session, follower, phone)
+        sent = [
+            Entry(e.entry_id, e.display_name, {"home_number": ("+1 555 0666",)})
+            if e.display_name == "Yara"
+            else e
+            for e in entries
+            if e.display_name != "Zed"
+        ]
+        assert (await put(session, follower, sent, phone))[0] == 200
+        release.set()
+
+        def upstream() -> list[bytes]:
+            listing = radicale.request("PROPFIND", "/alice/contacts/", b"", "alice", {"Depth": "1"})
+            hrefs = [p.decode() for p in listing[1].split(b"<") if p.endswith(b".vcf")]
+            return [
+                radicale.request("GET", "/alice/contacts/" + h.rsplit("/", 1)[-1], user="alice")[1]
+                for h in hrefs
+            ]
+
+        async def merged() -> bool:
+            cards = await asyncio.to_thread(upstream)
+            yaras = [card for card in cards if b"FN:Yara" in card]
+            return (
+                not any(b"FN:Zed" in card for card in cards)
+                and len(yaras) == 1
+                and b"0666" in yaras[0]
+            )
+
+        await until(merged, "Zed deleted, Yara edited in place", fleet=replicas_of)
+    finally:
+        release.set()
+        await proxy.close()
+
+
+async def test_one_users_held_write_holds_back_no_other_users_change(
+    fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
+) -> None:
+    radicale.make_book("/bob/contacts/", "bob")
+    proxy = WeakeningProxy(radicale.origin)
+    origin = await proxy.start()
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        reached.set()
+        await release.wait()
+
+    try:
+        per_user = book(origin, interval="1h", extra='write_to = "book"')
+        per_user = per_user.replace("/alice/contacts/", "/{user}/contacts/").replace(
+            'retry_interval = "0.2s"', 'retry_interval = "0.2s"\ntimeout = "300s"'
+        )
+        replicas_of = fleet(per_user, store="pool_size = 4")
+        (replica,) = await started(replicas_of, session, 1)
+        proxy.before["PUT"] = hold  # alice's write stays at her server
+        alice = Entry("", "For Alice", {"home_number": ("+1 555 0700",)})
+        _, entries = await fetch(session, replica)
+        assert (await put(session, replica, [*entries, alice]))[0] == 200
+        await until(reached.is_set, "alice's write is at the server", fleet=replicas_of)
+        bob_url = "/users/sip:bob@example.com/tbook.xml"
+        async with session.get(replica.url(bob_url)) as response:
+            assert response.status == 200
+            entries = counterpath.parse(await response.read())
+        for_bob = Entry("", "For Bob", {"home_number": ("+1 555 0800",)})
+        async with session.put(
+            replica.url(bob_url), data=counterpath.render([*entries, for_bob])
+        ) as response:
+            assert response.status == 200
+
+        def bobs() -> bytes:
+            return radicale.request("PROPFIND", "/bob/contacts/", b"", "bob", {"Depth": "1"})[1]
+
+        await until(
+            lambda: b".vcf" in bobs(), "bob's change lands while alice's waits", fleet=replicas_of
+        )
+        assert not release.is_set()
+    finally:
+        release.set()
+        await proxy.close()

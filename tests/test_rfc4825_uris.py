@@ -109,3 +109,14 @@ async def test_xcap_caps_lists_what_is_served(xcap_client: Client) -> None:
     assert (await xcap_client.put("/xcap-caps/global/index", data=b"x")).status == 405
     assert (await xcap_client.get("/xcap-caps/global/other")).status == 404
     assert (await xcap_client.get("/resource-lists/global/index")).status == 404
+
+
+def test_an_xui_longer_than_any_sip_uri_names_no_user() -> None:
+    """It would be part of database keys (PostgreSQL refuses index rows over ~2,700 bytes:
+    every served-version write of the replica then failed)."""
+    from gateway.model import MAX_XUI
+    from gateway.xcap.uri import parse_xcap_path
+
+    long_user = "a" * MAX_XUI
+    assert parse_xcap_path(f"/users/sip:{long_user}@example.com/tbook.xml", "") is None
+    assert parse_xcap_path("/users/sip:alice@example.com/tbook.xml", "") is not None
