@@ -188,6 +188,30 @@ sources = ["book"]
 """
 
 
+Hook = Callable[[], Awaitable[None]]
+
+
+async def held_proxy(
+    radicale: DavServer, omar: bool = True
+) -> tuple[WeakeningProxy, str, asyncio.Event, asyncio.Event, Hook]:
+    """Radicale (with Omar's card in alice's book) behind a started proxy, and a hook
+    that holds a request there: (proxy, its origin, reached, release, hold). Close the
+    proxy at the end."""
+    if omar:
+        radicale.put_card(
+            "/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice"
+        )
+    proxy = WeakeningProxy(radicale.origin)
+    origin = await proxy.start()
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        reached.set()
+        await release.wait()
+
+    return proxy, origin, reached, release, hold
+
+
 def named(entries: list[Entry], name: str) -> Entry:
     return next(entry for entry in entries if entry.display_name == name)
 
@@ -290,20 +314,12 @@ async def test_the_leader_killed_in_the_middle_of_a_sync_hands_over(
     fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
 ) -> None:
     """The leader is killed while its sync's request is at the CardDAV server."""
-    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
-    proxy = WeakeningProxy(radicale.origin)
-    origin = await proxy.start()
+    proxy, origin, reached, release, hold = await held_proxy(radicale)
     try:
         replicas_of = fleet(book(origin, interval="1s"))
         replicas = await started(replicas_of, session, 2)
         await until(lambda: any(r.leads for r in replicas), "a leader", fleet=replicas_of)
         leader = next(r for r in replicas if r.leads)
-        reached, release = asyncio.Event(), asyncio.Event()
-
-        async def hold() -> None:
-            reached.set()
-            await release.wait()
-
         radicale.put_card(
             "/alice/contacts/nina.vcf", vcard("nina", "Nina", "TEL:+1 555 0300"), "alice"
         )
@@ -465,21 +481,13 @@ async def test_two_puts_with_the_same_if_match_on_two_replicas_one_wins(
 async def test_a_replica_killed_while_applying_a_change_leaves_it_to_another_once(
     fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
 ) -> None:
-    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
-    proxy = WeakeningProxy(radicale.origin)
-    origin = await proxy.start()
+    proxy, origin, reached, release, hold = await held_proxy(radicale)
     try:
         # DEBUG: the log says when a replica finds the change held by another.
         replicas_of = fleet(
             book(origin, interval="1h", extra='write_to = "book"\n[logging]\nlevel = "DEBUG"')
         )
         (first,) = await started(replicas_of, session, 1)
-        reached, release = asyncio.Event(), asyncio.Event()
-
-        async def hold() -> None:
-            reached.set()
-            await release.wait()
-
         proxy.before["PUT"] = hold  # the first replica's write stops at the server
         _, entries = await fetch(session, first)
         nina = Entry("534BB0BC2DDA09E2567C5D8D5B2C0120", "Nina", {"home_number": ("+1 555 0300",)})
@@ -660,9 +668,7 @@ async def test_a_long_user_agent_keeps_no_phone_from_its_base(
 async def test_an_upstream_error_text_with_a_nul_holds_back_no_later_change(
     fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
 ) -> None:
-    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
-    proxy = WeakeningProxy(radicale.origin)
-    origin = await proxy.start()
+    proxy, origin, reached, release, hold = await held_proxy(radicale)
 
     async def refuse() -> None:
         raise web.HTTPUnprocessableEntity(text="invalid card\x00here")
@@ -704,15 +710,7 @@ async def test_an_upstream_error_text_with_a_nul_holds_back_no_later_change(
 async def test_a_put_does_not_wait_for_another_changes_upstream_write(
     fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
 ) -> None:
-    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
-    proxy = WeakeningProxy(radicale.origin)
-    origin = await proxy.start()
-    reached, release = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        reached.set()
-        await release.wait()
-
+    proxy, origin, reached, release, hold = await held_proxy(radicale)
     try:
         # The held write would time out after 30 s and free the source: not before the
         # test's own bound (60 s) ends, with 300.
@@ -747,15 +745,7 @@ async def test_a_follower_follows_and_merges_correctly_while_one_of_its_writes_i
     """A follower whose source had a write at the upstream kept its old snapshot until the
     write ended: a PUT there merged against it, so a delete was dropped and an edit made a
     second card."""
-    radicale.put_card("/alice/contacts/omar.vcf", vcard("omar", "Omar", "TEL:+1 555 0200"), "alice")
-    proxy = WeakeningProxy(radicale.origin)
-    origin = await proxy.start()
-    reached, release = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        reached.set()
-        await release.wait()
-
+    proxy, origin, reached, release, hold = await held_proxy(radicale)
     try:
         replicas_of = fleet(
             book(origin, interval="1s", extra='write_to = "book"').replace(
@@ -819,14 +809,7 @@ async def test_one_users_held_write_holds_back_no_other_users_change(
     fleet: Callable[..., Fleet], session: aiohttp.ClientSession, radicale: DavServer
 ) -> None:
     radicale.make_book("/bob/contacts/", "bob")
-    proxy = WeakeningProxy(radicale.origin)
-    origin = await proxy.start()
-    reached, release = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        reached.set()
-        await release.wait()
-
+    proxy, origin, reached, release, hold = await held_proxy(radicale, omar=False)
     try:
         per_user = book(origin, interval="1h", extra='write_to = "book"')
         per_user = per_user.replace("/alice/contacts/", "/{user}/contacts/").replace(
