@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test test-servers lint check-config bench bench-tools bench-ldap bench-carddav bench-poll bench-search bench-serve clean
+.PHONY: run test test-servers lint check-config bench bench-tools bench-ldap bench-carddav bench-poll bench-search bench-serve soak clean
 
 # What serving needs, and nothing else (`make run`, `make check-config`).
 $(BIN)/.served: pyproject.toml
@@ -110,6 +110,12 @@ bench-serve: $(BIN)/.installed
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
 	$(BIN)/python -m bench.serve
+
+# Issue 18: 10,000 phones for an hour (compressed: each polls every 60 s) against slapd with
+# 100,000 people and Radicale books, with upstream churn and faults on a schedule; prints a
+# table, writes soak.json, exits 1 when an invariant breaks. SOAK_ARGS="--seconds 600" etc.
+soak: $(BIN)/.installed $(BIN)/.ldap-c test-servers
+	$(BIN)/python -m bench.soak --json soak.json $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
