@@ -281,6 +281,13 @@ async def _ask_server(
 
 
 async def _serve(config: Config) -> int:
+    # Until the reload handler is in place (after the first syncs and the listeners), a
+    # SIGHUP (`systemctl reload` during a slow start) must not end the process, which is
+    # what it does by default: the configuration is read at start anyway.
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: logs.event("reload_ignored", reason="still starting")
+    )
     app = create_app(config)
     quiet_accept_errors(asyncio.get_running_loop())
     runner = web.AppRunner(app, access_log=None)
@@ -330,7 +337,6 @@ async def _serve(config: Config) -> int:
             reason="descriptor limit (ulimit -n) minus a reserve",
         )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     reloads: set[asyncio.Task[bool]] = set()

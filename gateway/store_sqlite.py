@@ -19,7 +19,17 @@ from gateway.heap import bulk, give_back
 from gateway.model import Contact
 from gateway.private_files import private_dir, private_file
 from gateway.process_pool import map_batches, usable_cores
-from gateway.store import Claim, ClaimState, Db, Snapshot, Store, StoreTooNew, _State, read_snapshot
+from gateway.store import (
+    Claim,
+    ClaimState,
+    Db,
+    Snapshot,
+    Store,
+    StoreTooNew,
+    StoreUnavailable,
+    _State,
+    read_snapshot,
+)
 
 #: An xui with its domain lower-cased and trailing dots stripped, as UserRef spells it.
 _NORMALIZED_XUI = (
@@ -132,6 +142,16 @@ MIGRATIONS: list[str] = [
 ]
 FILE_NAME = "xcap-gateway.sqlite3"
 
+#: SQLite's errors that mean the database cannot take a write now (not a bad statement).
+_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+}
+
 #: Snapshots of at least this many contacts are decoded in a worker process (load).
 LOAD_ELSEWHERE_FROM = 5000
 #: Contacts per pickled piece from the worker: each piece holds the GIL here only briefly.
@@ -230,14 +250,21 @@ class SqliteStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Db]:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                _rollback(self._db)
-                raise
-            _commit(self._db)
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                try:
+                    yield self._db
+                except BaseException:
+                    _rollback(self._db)
+                    raise
+                _commit(self._db)
+        except sqlite3.OperationalError as exc:
+            # A full disk, an I/O error, a database locked by another program: nothing
+            # was written, and a PUT is answered 503 (its phone sends it again) — not 500.
+            if (exc.sqlite_errorcode & 0xFF) in _UNAVAILABLE:  # extended codes too
+                raise StoreUnavailable(f"{self.path}: {exc}") from exc
+            raise
 
     def claim(self, item_id: int, source: str, source_user: str) -> tuple[ClaimState, Claim | None]:
         """This process is the only one: an item still pending is its own to apply."""

@@ -243,7 +243,8 @@ class Sources:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for state in self._states.values():
+        # A copy: a request during a reload makes new instances while these close.
+        for state in list(self._states.values()):
             await state.connector.close()
         if self._closing:
             await asyncio.gather(*list(self._closing))
