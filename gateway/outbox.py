@@ -88,6 +88,10 @@ class Outbox:
         self._claim_slots = asyncio.Semaphore(CLAIMS_AT_ONCE)
         #: Items being applied here now (by id()): a catch-up leaves them to their worker.
         self._applying: set[int] = set()
+        #: Commits made here (a count), and by which one each pending item was committed:
+        #: a catch-up keeps what was committed while it read the database.
+        self._commits = 0
+        self._committed_in: dict[int, int] = {}
         #: Set when a claim found an earlier change this process does not know: the next
         #: catch-up is due at once.
         self.behind = False
@@ -154,6 +158,9 @@ class Outbox:
         else:
             for item in items:
                 item.id, self._next_id = self._next_id, self._next_id + 1
+        self._commits += 1
+        for item in items:
+            self._committed_in[item.id] = self._commits
         known = {item.id for queue in self._pending.values() for item in queue}
         for item in items:
             if item.id not in known:  # a catch-up may have taken it from the database first
@@ -328,6 +335,7 @@ class Outbox:
         return claim
 
     def _forget(self, instance: tuple[str, str], item: Item) -> None:
+        self._committed_in.pop(item.id, None)
         queue = self._pending.get(instance, [])
         if item in queue:
             queue.remove(item)
@@ -359,6 +367,9 @@ class Outbox:
         if self.store is None:
             return
         self.behind = False
+        # Items this process commits while the database is read are not in what is read:
+        # they are not "applied elsewhere".
+        read_after = self._commits
         stored = await asyncio.to_thread(outbox_rows.load, self.store, "pending")
         failed = await asyncio.to_thread(outbox_rows.count, self.store, "failed")
         stored_ids = {item.id for item in stored}
@@ -369,7 +380,12 @@ class Outbox:
                 self._pending.setdefault(item.instance, []).append(item)
                 changed.add(item.instance)
         for item_id, item in known.items():
-            if item_id not in stored_ids and item_id > 0 and id(item) not in self._applying:
+            if (
+                item_id not in stored_ids
+                and item_id > 0
+                and id(item) not in self._applying
+                and self._committed_in.get(item_id, 0) <= read_after
+            ):
                 self._forget(item.instance, item)
                 changed.add(item.instance)
         for instance in changed:
